@@ -1,0 +1,30 @@
+#include "model/decoder_layer.h"
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "model/rms_norm.h"
+
+namespace stepserve {
+
+DecoderLayer::DecoderLayer(const ModelConfig& config, int layer_index, const ModelWeights& weights,
+                           at::Device device)
+    : eps_(config.rms_norm_eps), attention_(config, layer_index, weights, device) {
+  const std::string p = absl::StrCat("model.layers.", layer_index, ".");
+  input_norm_ = weights.Get(p + "input_layernorm.weight");
+  post_norm_ = weights.Get(p + "post_attention_layernorm.weight");
+  if (config.layers[layer_index].is_moe) {
+    moe_ = std::make_unique<MoeBlock>(config, layer_index, weights);
+  } else {
+    mlp_ = std::make_unique<SwiGluMlp>(weights, p + "mlp.", config.layers[layer_index].swiglu_limit_shared);
+  }
+}
+
+at::Tensor DecoderLayer::Forward(const at::Tensor& x, const StepAttentionMetadata& meta,
+                                 PagedKvCache* cache) const {
+  at::Tensor h = x + attention_.Forward(RmsNorm(x, input_norm_, eps_), meta, cache);
+  at::Tensor y = RmsNorm(h, post_norm_, eps_);
+  return h + (moe_ ? moe_->Forward(y) : mlp_->Forward(y));
+}
+
+}  // namespace stepserve

@@ -1,0 +1,41 @@
+// Step3p5 mixture of experts: fp32 router (sigmoid or softmax; bias only steers the choice), top-k,
+// optional normalisation and scaling; tokens are grouped per chosen expert, plus a shared expert.
+#pragma once
+
+#include <memory>
+
+#include <ATen/core/Tensor.h>
+
+#include "model/config.h"
+#include "model/mlp.h"
+#include "model/weights.h"
+
+namespace stepserve {
+
+struct RouterOutput {
+  at::Tensor indices;  // int64 [N, top_k]
+  at::Tensor weights;  // fp32 [N, top_k], final (normalised and scaled)
+};
+
+class MoeBlock {
+ public:
+  MoeBlock(const ModelConfig& config, int layer_index, const ModelWeights& weights);
+
+  RouterOutput Route(const at::Tensor& y) const;
+  // The routed experts alone (no shared expert).
+  at::Tensor RoutedForward(const at::Tensor& y, const RouterOutput& route) const;
+  // Routed experts plus shared expert.
+  at::Tensor Forward(const at::Tensor& y) const;
+
+ private:
+  int top_k_;
+  bool sigmoid_, norm_weights_;
+  double scaling_, limit_;
+  at::Tensor router_weight_;  // fp32 [E, hidden]
+  at::Tensor router_bias_;    // fp32 [E] or undefined
+  at::Tensor gate_up_proj_;   // [E, 2 * I, hidden], packed at load
+  at::Tensor down_proj_;      // [E, hidden, I]
+  std::unique_ptr<SwiGluMlp> shared_expert_;
+};
+
+}  // namespace stepserve

@@ -1,0 +1,13 @@
+#include "model/rms_norm.h"
+
+#include <ATen/ATen.h>
+
+namespace stepserve {
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor inv = at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + eps);
+  return (xf * inv * (weight.to(at::kFloat) + 1.0)).to(x.scalar_type());
+}
+
+}  // namespace stepserve

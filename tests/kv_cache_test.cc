@@ -1,0 +1,124 @@
+// The paged KV cache: continuing a sequence from cache equals recomputing it; sliding-window block bound.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include "model/kv_cache.h"
+#include "tests/test_util.h"
+
+namespace stepserve {
+namespace {
+
+using testing::GoldenTensor;
+using testing::MaxAbsDiff;
+
+KvCacheOptions SmallPools(int block_size = 4) {
+  KvCacheOptions o;
+  o.block_size = block_size;
+  o.num_blocks_full = 64;
+  o.num_blocks_sliding = 64;
+  return o;
+}
+
+TEST(KvCacheTest, SplitAcrossTwoForwardCallsEqualsOneCall) {
+  auto model = testing::LoadTinyModel();
+  at::Tensor tokens = GoldenTensor("seq0.tokens");  // 37 tokens
+  PagedKvCache cache(model->config(), SmallPools());
+  KvSequence seq;
+  ForwardBatch first;
+  first.token_ids = tokens.narrow(0, 0, 20);
+  first.seqs.push_back({20, 0, &seq});
+  first.all_logits = true;
+  auto a = model->Forward(first, &cache);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ForwardBatch second;
+  second.token_ids = tokens.narrow(0, 20, 17);
+  second.seqs.push_back({17, 20, &seq});
+  second.all_logits = true;
+  auto b = model->Forward(second, &cache);
+  ASSERT_TRUE(b.ok()) << b.status();
+  at::Tensor logits = at::cat({*a, *b}, 0);
+  EXPECT_LE(MaxAbsDiff(logits, GoldenTensor("seq0.logits")), 1e-4);
+}
+
+TEST(KvCacheTest, TokenByTokenDecodeMatchesGoldenAndRespectsSlidingBound) {
+  auto model = testing::LoadTinyModel();
+  at::Tensor tokens = GoldenTensor("seq0.tokens");
+  at::Tensor golden = GoldenTensor("seq0.logits");
+  const int B = 4;
+  PagedKvCache cache(model->config(), SmallPools(B));
+  KvSequence seq;
+  const int window = model->config().MaxSlidingWindow();
+  const int bound = (window + B - 1) / B + 1;
+  for (int64_t t = 0; t < tokens.numel(); ++t) {
+    ForwardBatch step;
+    step.token_ids = tokens.narrow(0, t, 1);
+    step.seqs.push_back({1, t, &seq});
+    auto logits = model->Forward(step, &cache);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    EXPECT_LE(MaxAbsDiff(*logits, golden.narrow(0, t, 1)), 1e-4) << "position " << t;
+    EXPECT_LE(cache.NumUsedBlocks(AttentionKind::kSliding), bound) << "position " << t;
+    EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), cache.BlocksHeldAtLength(t + 1, AttentionKind::kSliding));
+  }
+  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), (tokens.numel() + B - 1) / B);
+  cache.Release(seq);
+  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), 0);
+  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), 0);
+}
+
+TEST(KvCacheTest, BatchOfSequencesWithDifferentOffsets) {
+  auto model = testing::LoadTinyModel();
+  PagedKvCache cache(model->config(), SmallPools());
+  at::Tensor s0 = GoldenTensor("seq0.tokens"), s1 = GoldenTensor("seq1.tokens");
+  KvSequence k0, k1;
+  // Prefill 30 of seq0 and 5 of seq1 together, then the rests together.
+  ForwardBatch a;
+  a.token_ids = at::cat({s0.narrow(0, 0, 30), s1.narrow(0, 0, 5)});
+  a.seqs = {{30, 0, &k0}, {5, 0, &k1}};
+  a.all_logits = true;
+  auto la = model->Forward(a, &cache);
+  ASSERT_TRUE(la.ok()) << la.status();
+  ForwardBatch b;
+  b.token_ids = at::cat({s0.narrow(0, 30, 7), s1.narrow(0, 5, 15)});
+  b.seqs = {{7, 30, &k0}, {15, 5, &k1}};
+  b.all_logits = true;
+  auto lb = model->Forward(b, &cache);
+  ASSERT_TRUE(lb.ok()) << lb.status();
+  at::Tensor l0 = at::cat({la->narrow(0, 0, 30), lb->narrow(0, 0, 7)});
+  at::Tensor l1 = at::cat({la->narrow(0, 30, 5), lb->narrow(0, 7, 15)});
+  EXPECT_LE(MaxAbsDiff(l0, GoldenTensor("seq0.logits")), 1e-4);
+  EXPECT_LE(MaxAbsDiff(l1, GoldenTensor("seq1.logits")), 1e-4);
+}
+
+TEST(KvCacheTest, RunningOutOfBlocksFailsWithoutSideEffects) {
+  auto model = testing::LoadTinyModel();
+  KvCacheOptions o = SmallPools(4);
+  o.num_blocks_full = 3;  // 12 tokens
+  PagedKvCache cache(model->config(), o);
+  KvSequence seq;
+  ForwardBatch batch;
+  batch.token_ids = GoldenTensor("seq1.tokens");  // 20 tokens
+  batch.seqs.push_back({20, 0, &seq});
+  auto logits = model->Forward(batch, &cache);
+  EXPECT_EQ(logits.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(seq.num_tokens, 0);
+  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), 0);
+  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), 0);
+}
+
+TEST(KvCacheTest, BudgetSplitsBetweenPools) {
+  auto model = testing::LoadTinyModel();
+  const ModelConfig& c = model->config();
+  auto o = KvCacheOptionsFromBudget(c, 1 << 20, 16, 4, at::kFloat, at::kCPU);
+  ASSERT_TRUE(o.ok()) << o.status();
+  // Sliding: 4 seqs x (ceil(8/16) + 1) blocks.
+  EXPECT_EQ(o->num_blocks_sliding, 8);
+  const int64_t used = o->num_blocks_sliding * KvBlockBytes(c, AttentionKind::kSliding, 16, at::kFloat) +
+                       o->num_blocks_full * KvBlockBytes(c, AttentionKind::kFull, 16, at::kFloat);
+  EXPECT_LE(used, 1 << 20);
+  EXPECT_GT(o->num_blocks_full, 0);
+  EXPECT_FALSE(KvCacheOptionsFromBudget(c, 100, 16, 4, at::kFloat, at::kCPU).ok());
+}
+
+}  // namespace
+}  // namespace stepserve

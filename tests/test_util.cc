@@ -1,0 +1,47 @@
+#include "tests/test_util.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+#include "model/model_loader.h"
+
+namespace stepserve::testing {
+
+std::string TestDataDir() { return STEPSERVE_TEST_DATA_DIR; }
+std::string TinyCheckpointDir() { return TestDataDir() + "/tiny"; }
+
+const SafetensorsFile& Golden() {
+  static std::unique_ptr<SafetensorsFile> file = [] {
+    auto f = SafetensorsFile::Open(TinyCheckpointDir() + "/golden.safetensors");
+    if (!f.ok()) throw std::runtime_error(std::string(f.status().message()));
+    return std::move(f).value();
+  }();
+  return *file;
+}
+
+at::Tensor GoldenTensor(const std::string& name) {
+  auto t = Golden().Read(name);
+  if (!t.ok()) throw std::runtime_error(std::string(t.status().message()));
+  return *t;
+}
+
+std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype) {
+  ModelLoadOptions options;
+  options.dtype = dtype;
+  auto model = LoadModel(TinyCheckpointDir(), options);
+  if (!model.ok()) throw std::runtime_error(std::string(model.status().message()));
+  return std::move(model).value();
+}
+
+double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+std::string MakeTempDir(const std::string& tag) {
+  std::string pattern = (std::filesystem::temp_directory_path() / ("stepserve-" + tag + "-XXXXXX")).string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+}  // namespace stepserve::testing

@@ -1,0 +1,29 @@
+// Shared helpers for the tests: test data location, golden tensors, the tiny checkpoint.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "model/causal_lm.h"
+#include "model/safetensors.h"
+
+namespace stepserve::testing {
+
+std::string TestDataDir();      // tests/data
+std::string TinyCheckpointDir();  // tests/data/tiny
+
+// The golden tensors (tests/data/tiny/golden.safetensors), read once.
+const SafetensorsFile& Golden();
+at::Tensor GoldenTensor(const std::string& name);
+
+// The tiny checkpoint loaded from tests/data/tiny.
+std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype = at::kFloat);
+
+double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
+
+// A fresh temporary directory for one test.
+std::string MakeTempDir(const std::string& tag);
+
+}  // namespace stepserve::testing
