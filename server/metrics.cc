@@ -1,0 +1,179 @@
+#include "server/metrics.h"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+
+namespace stepserve::server {
+namespace {
+
+using prometheus::Histogram;
+
+// LLM-sized buckets (the ones vLLM uses, extended downwards for small CPU models).
+const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
+                                                  0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0,
+                                                  640.0, 2560.0};
+const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2, 0.3,
+                                                 0.4,   0.5,   0.75, 1.0,   2.5,  5.0,   7.5,  10.0, 20.0, 40.0,
+                                                 80.0};
+const Histogram::BucketBoundaries kRequestBuckets = {0.01, 0.05, 0.1,  0.3,  0.5,  0.8,   1.0,   1.5,   2.0,
+                                                     2.5,  5.0,  10.0, 15.0, 20.0, 30.0,  40.0,  50.0,  60.0,
+                                                     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+const Histogram::BucketBoundaries kIterationTokenBuckets = {1,   8,    16,   32,   64,   128,  256,
+                                                            512, 1024, 2048, 4096, 8192, 16384};
+
+prometheus::MetricFamily OneValueFamily(const std::string& name, const std::string& help,
+                                        prometheus::MetricType type, double value) {
+  prometheus::MetricFamily family;
+  family.name = name;
+  family.help = help;
+  family.type = type;
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family.metric.push_back(std::move(metric));
+  return family;
+}
+
+}  // namespace
+
+const char* FinishReasonLabel(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStopToken: return "stop_token";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kAborted: return "aborted";
+    case FinishReason::kDeadlineExceeded: return "deadline_exceeded";
+    case FinishReason::kNone: break;
+  }
+  return "none";
+}
+
+// Reads the executor's gauges and counters when /metrics is scraped.
+class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
+ public:
+  void SetSource(StatsSource source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    source_ = std::move(source);
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    ExecutorStats stats;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (source_ && !source_(&stats)) stats = ExecutorStats();
+    }
+    using prometheus::MetricType;
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(OneValueFamily("stepserve_num_requests_running", "Requests in the running batch.",
+                                 MetricType::Gauge, stats.num_running));
+    out.push_back(OneValueFamily("stepserve_num_requests_waiting", "Requests waiting to be scheduled.",
+                                 MetricType::Gauge, stats.num_waiting));
+    out.push_back(OneValueFamily("stepserve_kv_cache_usage_ratio",
+                                 "Fraction of KV cache blocks in use (0 when no request holds blocks).",
+                                 MetricType::Gauge, stats.kv_usage_ratio));
+    out.push_back(OneValueFamily("stepserve_kv_cache_capacity_tokens", "KV cache capacity in tokens.",
+                                 MetricType::Gauge, static_cast<double>(stats.kv_capacity_tokens)));
+    out.push_back(OneValueFamily("stepserve_prompt_tokens_total",
+                                 "Prompt tokens computed (including recomputation after preemption).",
+                                 MetricType::Counter, static_cast<double>(stats.prompt_tokens_total)));
+    out.push_back(OneValueFamily("stepserve_generation_tokens_total", "Tokens generated and delivered.",
+                                 MetricType::Counter, static_cast<double>(stats.generation_tokens_total)));
+    out.push_back(OneValueFamily("stepserve_num_preemptions_total", "Sequences preempted for lack of KV blocks.",
+                                 MetricType::Counter, static_cast<double>(stats.num_preemptions_total)));
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  StatsSource source_;
+};
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      executor_collectable_(std::make_shared<ExecutorCollectable>()) {
+  success_ = &prometheus::BuildCounter()
+                  .Name("stepserve_request_success_total")
+                  .Help("Requests that finished with a result, by finish reason.")
+                  .Register(*registry_);
+  failure_ = &prometheus::BuildCounter()
+                  .Name("stepserve_request_failure_total")
+                  .Help("Requests that ended with a non-OK gRPC status, by status code.")
+                  .Register(*registry_);
+  info_ = &prometheus::BuildGauge()
+               .Name("stepserve_model_info")
+               .Help("The served model (value 1); labels: model, device, dtype.")
+               .Register(*registry_);
+  auto histogram = [this](const char* name, const char* help, const Histogram::BucketBoundaries& buckets) {
+    return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add({}, buckets);
+  };
+  ttft_ = histogram("stepserve_time_to_first_token_seconds", "Arrival to first token.", kTtftBuckets);
+  itl_ = histogram("stepserve_inter_token_latency_seconds", "Time between consecutive outputs of a request.",
+                   kItlBuckets);
+  e2e_ = histogram("stepserve_e2e_request_latency_seconds", "Arrival to finish.", kRequestBuckets);
+  queue_ = histogram("stepserve_request_queue_time_seconds", "Arrival to first scheduled.", kRequestBuckets);
+  iteration_tokens_ = histogram("stepserve_iteration_tokens", "Tokens in one engine step.", kIterationTokenBuckets);
+  // Pre-create the common label values so that dashboards see zeros rather than missing series.
+  for (FinishReason r : {FinishReason::kStopToken, FinishReason::kEos, FinishReason::kLength}) {
+    success_->Add({{"finish_reason", FinishReasonLabel(r)}});
+  }
+}
+
+ServerMetrics::~ServerMetrics() { StopHttp(); }
+
+absl::Status ServerMetrics::StartHttp(const std::string& address) {
+  if (exposer_ != nullptr) return absl::FailedPreconditionError("metrics HTTP server already started");
+  try {
+    auto exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
+    exposer->RegisterCollectable(registry_);
+    exposer->RegisterCollectable(executor_collectable_);
+    const std::vector<int> ports = exposer->GetListeningPorts();
+    http_port_ = ports.empty() ? 0 : ports.front();
+    exposer_ = std::move(exposer);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void ServerMetrics::StopHttp() {
+  exposer_.reset();
+  http_port_ = 0;
+}
+
+void ServerMetrics::SetStatsSource(StatsSource source) { executor_collectable_->SetSource(std::move(source)); }
+
+void ServerMetrics::SetModelInfo(const std::string& model, const std::string& device, const std::string& dtype) {
+  info_->Add({{"model", model}, {"device", device}, {"dtype", dtype}}).Set(1);
+}
+
+void ServerMetrics::RecordSuccess(FinishReason reason) {
+  success_->Add({{"finish_reason", FinishReasonLabel(reason)}}).Increment();
+}
+
+void ServerMetrics::RecordFailure(absl::StatusCode code) {
+  failure_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+}
+
+void ServerMetrics::ObserveTimeToFirstToken(absl::Duration d) { ttft_->Observe(absl::ToDoubleSeconds(d)); }
+void ServerMetrics::ObserveInterTokenLatency(absl::Duration d) { itl_->Observe(absl::ToDoubleSeconds(d)); }
+void ServerMetrics::ObserveE2eLatency(absl::Duration d) { e2e_->Observe(absl::ToDoubleSeconds(d)); }
+void ServerMetrics::ObserveQueueTime(absl::Duration d) { queue_->Observe(absl::ToDoubleSeconds(d)); }
+void ServerMetrics::ObserveStep(const StepInfo& step) { iteration_tokens_->Observe(step.num_tokens); }
+
+std::string ServerMetrics::RenderText() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> executor = executor_collectable_->Collect();
+  families.insert(families.end(), executor.begin(), executor.end());
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace stepserve::server
