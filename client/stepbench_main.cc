@@ -1,0 +1,259 @@
+// stepbench: a load generator for stepserve's Generate API, reporting what vLLM's benchmark_serving
+// reports (throughput, TTFT, TPOT, ITL, end-to-end latency, goodput).
+//
+//   stepbench --target=host:port --num_requests=200 --concurrency=16 --prompt_len=128 --output_len=64
+//   stepbench --request_rate=20 --burstiness=1 --prompt_len=64:512 --output_len=16:256 --seed=1
+//   stepbench --dataset=prompts.jsonl --concurrency=8 --json_out=report.json
+//
+// Exit codes: 0 every measured request completed, 1 an RPC error before the run or any failed request,
+// 2 bad usage.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/client_context.h>
+
+#include "client/arrivals.h"
+#include "client/bench_report.h"
+#include "client/channel.h"
+#include "client/cli_flags.h"
+#include "client/load_generator.h"
+#include "client/metrics_scrape.h"
+#include "client/workload.h"
+#include "stepserve/v1/stepserve.grpc.pb.h"
+
+namespace stepserve::client {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kUsage =
+    "usage: stepbench [flags]\n"
+    "  closed loop: --concurrency=N keeps N requests in flight (the default, N=1)\n"
+    "  open loop:   --request_rate=R sends R requests/s on average (Poisson; --burstiness for gamma),\n"
+    "               with --concurrency as an optional cap on requests in flight\n"
+    "exit codes: 0 all requests completed, 1 RPC error or failed requests, 2 bad usage\n"
+    "flags:\n";
+
+struct Options {
+  ChannelConfig channel;
+  int64_t concurrency = 1;
+  double request_rate = 0;
+  double burstiness = 1;
+  int64_t num_requests = 100;
+  std::string prompt_len = "32";
+  std::string output_len = "32";
+  std::string dataset;
+  int64_t seed = 0;
+  int64_t warmup = 0;
+  double slo_ttft_ms = 0;
+  double slo_tpot_ms = 0;
+  std::string json_out;
+  std::string metrics_url;
+  double timeout_s = 10;
+  double request_timeout_s = 600;
+  bool quiet = false;
+};
+
+// A one-line bar redrawn in place: "[#######.............]  35/100 requests  12.3 s".
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label) : label_(std::move(label)), start_(std::chrono::steady_clock::now()) {}
+  void Update(int64_t done, int64_t total) {
+    constexpr int kWidth = 40;
+    const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::printf("\r%s [%s%s] %lld/%lld requests %.1f s", label_.c_str(), std::string(filled, '#').c_str(),
+                std::string(kWidth - filled, '.').c_str(), static_cast<long long>(done),
+                static_cast<long long>(total), elapsed);
+    std::fflush(stdout);
+  }
+  void Finish() {
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+ private:
+  std::string label_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Scrapes the counters; retries until `want_success` requests are counted (the server may update its
+// counters just after the last message left it) or two seconds have passed.
+bool ScrapeSettled(const std::string& url, double timeout_s, double min_success, ServerCounters* counters,
+                   std::string* error) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (true) {
+    if (!ScrapeCounters(url, timeout_s, counters, error)) return false;
+    if (counters->request_success >= min_success || std::chrono::steady_clock::now() > until) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  FlagSet flags("stepbench");
+  flags.AddString("target", &o.channel.target, "server address host:port");
+  flags.AddBool("tls", &o.channel.tls, "use TLS with the system roots");
+  flags.AddString("tls_ca", &o.channel.tls_ca, "PEM roots to verify the server; implies TLS");
+  flags.AddString("tls_cert", &o.channel.tls_cert, "PEM client certificate chain for mutual TLS");
+  flags.AddString("tls_key", &o.channel.tls_key, "PEM client private key for mutual TLS");
+  flags.AddString("tls_server_name", &o.channel.tls_server_name, "name to verify in the server certificate");
+  flags.AddInt("concurrency", &o.concurrency, "requests in flight (closed loop); a cap with --request_rate, 0 none");
+  flags.AddDouble("request_rate", &o.request_rate, "open loop: mean requests per second; 0 is closed loop");
+  flags.AddDouble("burstiness", &o.burstiness, "open loop: gamma shape of the inter-arrival gaps; 1 is Poisson");
+  flags.AddInt("num_requests", &o.num_requests, "measured requests");
+  flags.AddString("prompt_len", &o.prompt_len, "random prompts: N or MIN:MAX tokens");
+  flags.AddString("output_len", &o.output_len, "max_new_tokens: N or MIN:MAX (ignore_eos makes it exact)");
+  flags.AddString("dataset", &o.dataset, "JSON lines {\"prompt_token_ids\":[...],\"max_new_tokens\":N}");
+  flags.AddInt("seed", &o.seed, "seed for prompts, lengths and arrivals");
+  flags.AddInt("warmup", &o.warmup, "requests sent before the measured run, not counted");
+  flags.AddDouble("slo_ttft_ms", &o.slo_ttft_ms, "goodput: TTFT objective in ms; 0 none");
+  flags.AddDouble("slo_tpot_ms", &o.slo_tpot_ms, "goodput: TPOT objective in ms; 0 none");
+  flags.AddString("json_out", &o.json_out, "write the report as JSON to this file");
+  flags.AddString("metrics_url", &o.metrics_url, "server /metrics URL (http://host:9400/metrics) to compare counts");
+  flags.AddDouble("timeout_s", &o.timeout_s, "deadline for GetModelInfo and metrics scrapes");
+  flags.AddDouble("request_timeout_s", &o.request_timeout_s, "deadline of each Generate request");
+  flags.AddBool("quiet", &o.quiet, "no progress bar even on a terminal");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const auto usage_error = [&](const std::string& msg) {
+    std::cerr << "stepbench: " << msg << "\n" << kUsage << flags.Usage();
+    return kExitUsage;
+  };
+  if (auto err = flags.Parse(args)) return usage_error(*err);
+  if (flags.help_requested()) {
+    std::cout << kUsage << flags.Usage();
+    return kExitOk;
+  }
+  if (!flags.positional().empty()) return usage_error("unexpected argument \"" + flags.positional()[0] + "\"");
+  if (o.num_requests < 1) return usage_error("--num_requests must be >= 1");
+  if (o.warmup < 0) return usage_error("--warmup must be >= 0");
+  if (o.request_rate < 0) return usage_error("--request_rate must be >= 0");
+  if (o.request_rate == 0 && o.concurrency < 1) return usage_error("--concurrency must be >= 1 in a closed loop");
+  if (o.concurrency < 0) return usage_error("--concurrency must be >= 0");
+  if (!(o.burstiness > 0)) return usage_error("--burstiness must be > 0");
+  if (flags.IsSet("burstiness") && o.request_rate == 0) return usage_error("--burstiness needs --request_rate");
+  if (!(o.timeout_s > 0) || !(o.request_timeout_s > 0)) return usage_error("timeouts must be > 0");
+  if (o.slo_ttft_ms < 0 || o.slo_tpot_ms < 0) return usage_error("SLOs must be >= 0");
+  if (!o.dataset.empty() && flags.IsSet("prompt_len")) return usage_error("--prompt_len and --dataset exclude each other");
+  LenRange prompt_len, output_len;
+  std::string err;
+  if (!ParseLenRange(o.prompt_len, &prompt_len, &err)) return usage_error("--prompt_len: " + err);
+  if (!ParseLenRange(o.output_len, &output_len, &err)) return usage_error("--output_len: " + err);
+  // Without a cap an open loop could hold every request in flight at once; the user decides.
+  if (o.request_rate > 0 && !flags.IsSet("concurrency")) o.concurrency = 0;
+
+  std::shared_ptr<grpc::Channel> channel;
+  if (grpc::Status s = MakeChannel(o.channel, &channel); !s.ok()) return usage_error(s.error_message());
+
+  // The model decides which token ids and lengths are valid.
+  v1::ModelInfo info;
+  {
+    auto stub = v1::StepServe::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(false);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::microseconds(static_cast<int64_t>(o.timeout_s * 1e6)));
+    grpc::Status s = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
+    if (!s.ok()) {
+      std::cerr << "stepbench: GetModelInfo: " << DescribeStatus(s, o.channel.target) << "\n";
+      return kExitFailed;
+    }
+  }
+  if (info.vocab_size() < 1) {
+    std::cerr << "stepbench: the server reports vocab_size " << info.vocab_size() << "\n";
+    return kExitFailed;
+  }
+
+  const int64_t total = o.warmup + o.num_requests;
+  std::vector<RequestSpec> specs;
+  if (o.dataset.empty()) {
+    if (info.max_context() > 0 && prompt_len.max + output_len.max > info.max_context()) {
+      return usage_error("--prompt_len max + --output_len max = " + std::to_string(prompt_len.max + output_len.max) +
+                         " exceeds the model's max_context " + std::to_string(info.max_context()));
+    }
+    specs = RandomWorkload(total, prompt_len, output_len, info.vocab_size(), static_cast<uint64_t>(o.seed));
+  } else {
+    std::vector<RequestSpec> entries;
+    if (!LoadDataset(o.dataset, info.vocab_size(), &entries, &err)) return usage_error(err);
+    specs = DatasetWorkload(entries, total, output_len, static_cast<uint64_t>(o.seed));
+  }
+  const std::vector<RequestSpec> warmup(specs.begin(), specs.begin() + o.warmup);
+  const std::vector<RequestSpec> measured(specs.begin() + o.warmup, specs.end());
+
+  const bool tty = !o.quiet && ::isatty(STDOUT_FILENO);
+  std::cout << "stepbench: " << info.model() << " on " << info.device() << " at " << o.channel.target << ", "
+            << o.num_requests << " requests, "
+            << (o.request_rate > 0 ? "open loop at " + std::to_string(o.request_rate) + " req/s (burstiness " +
+                                         std::to_string(o.burstiness) + ")" +
+                                         (o.concurrency > 0 ? ", at most " + std::to_string(o.concurrency) + " in flight" : "")
+                                   : "closed loop, concurrency " + std::to_string(o.concurrency))
+            << "\n";
+  std::cout.flush();
+
+  LoadConfig config;
+  config.request_timeout_s = o.request_timeout_s;
+  if (!warmup.empty()) {
+    LoadConfig wc = config;
+    wc.concurrency = std::max<int64_t>(1, o.concurrency);
+    std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
+    if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+    LoadResult w = RunLoad(channel, warmup, wc);
+    if (bar) bar->Finish();
+    int64_t failed = 0;
+    for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
+    std::cout << "warmup: " << warmup.size() - failed << " of " << warmup.size() << " requests completed\n";
+  }
+
+  ServerCounters before;
+  if (!o.metrics_url.empty() && !ScrapeCounters(o.metrics_url, o.timeout_s, &before, &err)) {
+    std::cerr << "stepbench: metrics: " << err << "\n";
+    return kExitFailed;
+  }
+
+  if (o.request_rate > 0) {
+    config.arrivals_s = ArrivalTimes(o.num_requests, o.request_rate, o.burstiness,
+                                     static_cast<uint64_t>(o.seed) ^ 0x9e3779b97f4a7c15ULL);
+  }
+  config.concurrency = o.concurrency;
+  std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
+  if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+  LoadResult run = RunLoad(channel, measured, config);
+  if (bar) bar->Finish();
+
+  BenchReport report = BuildReport(run.requests, run.duration_s, Slo{o.slo_ttft_ms, o.slo_tpot_ms});
+  if (!o.metrics_url.empty()) {
+    ServerCounters after;
+    if (!ScrapeSettled(o.metrics_url, o.timeout_s, before.request_success + static_cast<double>(report.completed),
+                       &after, &err)) {
+      std::cerr << "stepbench: metrics: " << err << "\n";
+      return kExitFailed;
+    }
+    report.server = Delta(after, before);
+  }
+  std::cout << FormatReport(report);
+  std::cout.flush();
+  if (!o.json_out.empty()) {
+    std::ofstream out(o.json_out);
+    out << ReportToJson(report).dump(2) << "\n";
+    if (!out) {
+      std::cerr << "stepbench: cannot write " << o.json_out << "\n";
+      return kExitFailed;
+    }
+  }
+  return report.failed == 0 ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+}  // namespace stepserve::client
+
+int main(int argc, char** argv) { return stepserve::client::Main(argc, argv); }

@@ -1,0 +1,260 @@
+// stepctl: a command-line client for a stepserve server.
+//
+//   stepctl [--target=host:port] [--timeout_s=N] [TLS flags] health [--service=NAME]
+//   stepctl ... info [--json]
+//   stepctl ... generate --tokens=1,2,3 [--max_new_tokens=N] [--temperature=T] [--top_p=P] [--top_k=K]
+//                        [--seed=S] [--logprobs=N] [--ignore_eos] [--stream]
+//
+// Exit codes: 0 success, 1 an RPC error (or a server that is not SERVING), 2 bad usage.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/client_context.h>
+
+#include "client/channel.h"
+#include "client/cli_flags.h"
+#include "client/health_client.h"
+#include "client/token_list.h"
+#include "stepserve/v1/stepserve.grpc.pb.h"
+
+namespace stepserve::client {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitRpcError = 1;
+constexpr int kExitUsage = 2;
+
+constexpr const char* kUsage =
+    "usage: stepctl [flags] <command> [flags]\n"
+    "commands:\n"
+    "  health    grpc.health.v1 Check; exit 0 when SERVING\n"
+    "  info      the served model (GetModelInfo)\n"
+    "  generate  generate tokens: --tokens=1,2,3 required\n"
+    "exit codes: 0 success, 1 RPC error or not serving, 2 bad usage\n"
+    "flags:\n";
+
+struct Options {
+  ChannelConfig channel;
+  double timeout_s = 30;
+  std::string service;
+  bool json = false;
+  std::string tokens;
+  int64_t max_new_tokens = 16;
+  double temperature = 0;
+  double top_p = 1;
+  int64_t top_k = 0;
+  double min_p = 0;
+  int64_t seed = 0;
+  int64_t logprobs = 0;
+  bool ignore_eos = false;
+  std::string stop_token_ids;
+  std::string request_id;
+  bool stream = false;
+};
+
+std::chrono::system_clock::time_point Deadline(const Options& o) {
+  return std::chrono::system_clock::now() +
+         std::chrono::microseconds(static_cast<int64_t>(o.timeout_s * 1e6));
+}
+
+int RpcFailed(const grpc::Status& status, const Options& o) {
+  std::cerr << "stepctl: " << DescribeStatus(status, o.channel.target) << "\n";
+  return kExitRpcError;
+}
+
+int Health(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
+  ServingStatus serving;
+  grpc::Status status = CheckHealth(channel, o.service, Deadline(o), &serving);
+  if (!status.ok()) return RpcFailed(status, o);
+  std::cout << ServingStatusName(serving) << "\n";
+  if (serving != ServingStatus::kServing) {
+    std::cerr << "stepctl: " << (o.service.empty() ? std::string("the server") : "service " + o.service)
+              << " is " << ServingStatusName(serving) << "\n";
+    return kExitRpcError;
+  }
+  return kExitOk;
+}
+
+int Info(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
+  auto stub = v1::StepServe::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(o));
+  ctx.set_wait_for_ready(false);
+  v1::ModelInfo info;
+  grpc::Status status = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
+  if (!status.ok()) return RpcFailed(status, o);
+  if (o.json) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions print;
+    print.always_print_primitive_fields = true;
+    print.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(info, &json, print);
+    std::cout << json << "\n";
+    return kExitOk;
+  }
+  std::cout << "model:              " << info.model() << "\n"
+            << "dtype:              " << info.dtype() << "\n"
+            << "device:             " << info.device() << "\n"
+            << "vocab_size:         " << info.vocab_size() << "\n"
+            << "max_context:        " << info.max_context() << "\n"
+            << "num_layers:         " << info.num_layers() << "\n"
+            << "eos_token_ids:      " << JoinTokens(info.eos_token_ids()) << "\n"
+            << "kv_capacity_tokens: " << info.kv_capacity_tokens() << "\n"
+            << "max_num_seqs:       " << info.max_num_seqs() << "\n";
+  return kExitOk;
+}
+
+void PrintLogprobs(const v1::GenerateResponse& msg) {
+  for (const auto& lp : msg.logprobs()) {
+    std::cout << "token " << lp.token_id() << " logprob " << lp.logprob();
+    if (lp.top_logprobs_size() > 0) {
+      std::cout << " top";
+      for (const auto& top : lp.top_logprobs()) std::cout << " " << top.token_id() << ":" << top.logprob();
+    }
+    std::cout << "\n";
+  }
+}
+
+int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
+  v1::GenerateRequest req;
+  req.set_request_id(o.request_id);
+  std::string err;
+  std::vector<int32_t> prompt;
+  if (!ParseTokenList(o.tokens, &prompt, &err) || prompt.empty()) {
+    std::cerr << "stepctl: --tokens: " << (err.empty() ? "no tokens given" : err) << "\n" << kUsage;
+    return kExitUsage;
+  }
+  req.mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
+  std::vector<int32_t> stops;
+  if (!ParseTokenList(o.stop_token_ids, &stops, &err)) {
+    std::cerr << "stepctl: --stop_token_ids: " << err << "\n";
+    return kExitUsage;
+  }
+  auto* stopping = req.mutable_stopping();
+  stopping->set_max_new_tokens(static_cast<int32_t>(o.max_new_tokens));
+  stopping->mutable_stop_token_ids()->Add(stops.begin(), stops.end());
+  stopping->set_ignore_eos(o.ignore_eos);
+  auto* sampling = req.mutable_sampling();
+  // Only what was asked for: unset fields mean greedy and no penalties on the server.
+  if (o.temperature != 0) sampling->set_temperature(static_cast<float>(o.temperature));
+  if (o.top_p != 1) sampling->set_top_p(static_cast<float>(o.top_p));
+  if (o.top_k != 0) sampling->set_top_k(static_cast<int32_t>(o.top_k));
+  if (o.min_p != 0) sampling->set_min_p(static_cast<float>(o.min_p));
+  if (o.seed != 0) sampling->set_seed(static_cast<uint64_t>(o.seed));
+  req.set_logprobs(static_cast<int32_t>(o.logprobs));
+
+  auto stub = v1::StepServe::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(o));
+  ctx.set_wait_for_ready(false);
+  auto reader = stub->Generate(&ctx, req);
+  v1::GenerateResponse msg;
+  std::vector<int32_t> tokens;
+  v1::GenerateResponse last;
+  bool first = true;
+  while (reader->Read(&msg)) {
+    tokens.insert(tokens.end(), msg.token_ids().begin(), msg.token_ids().end());
+    if (o.stream) {
+      if (o.logprobs > 0) {
+        PrintLogprobs(msg);
+      } else {
+        // The same "tokens: 1,2,3" line as without --stream, written as the tokens arrive.
+        for (int32_t t : msg.token_ids()) {
+          std::cout << (first ? "tokens: " : ",") << t;
+          first = false;
+        }
+      }
+      std::cout.flush();
+    } else if (o.logprobs > 0) {
+      PrintLogprobs(msg);
+    }
+    if (msg.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = msg;
+  }
+  grpc::Status status = reader->Finish();
+  if (o.stream && o.logprobs == 0 && !first) std::cout << "\n";
+  if (!status.ok()) {
+    std::cout.flush();
+    return RpcFailed(status, o);
+  }
+  if (!o.stream || o.logprobs > 0) std::cout << "tokens: " << JoinTokens(tokens) << "\n";
+  std::string reason = v1::FinishReason_Name(last.finish_reason());
+  if (reason.rfind("FINISH_REASON_", 0) == 0) reason = reason.substr(14);
+  std::cout << "finish_reason=" << reason << " prompt_tokens=" << last.usage().prompt_tokens()
+            << " completion_tokens=" << last.usage().completion_tokens()
+            << " queue_ms=" << last.timings().queue_time_s() * 1e3
+            << " ttft_ms=" << last.timings().time_to_first_token_s() * 1e3
+            << " e2e_ms=" << last.timings().e2e_latency_s() * 1e3 << " request_id=" << last.request_id()
+            << "\n";
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  Options o;
+  FlagSet flags("stepctl");
+  flags.AddString("target", &o.channel.target, "server address host:port");
+  flags.AddDouble("timeout_s", &o.timeout_s, "deadline for the RPC in seconds, connection included");
+  flags.AddBool("tls", &o.channel.tls, "use TLS with the system roots");
+  flags.AddString("tls_ca", &o.channel.tls_ca, "PEM roots to verify the server; implies TLS");
+  flags.AddString("tls_cert", &o.channel.tls_cert, "PEM client certificate chain for mutual TLS");
+  flags.AddString("tls_key", &o.channel.tls_key, "PEM client private key for mutual TLS");
+  flags.AddString("tls_server_name", &o.channel.tls_server_name, "name to verify in the server certificate");
+  flags.AddString("service", &o.service, "health: the service to check; empty is the whole server");
+  flags.AddBool("json", &o.json, "info: print JSON");
+  flags.AddString("tokens", &o.tokens, "generate: prompt token ids, comma separated");
+  flags.AddInt("max_new_tokens", &o.max_new_tokens, "generate: at most this many new tokens");
+  flags.AddDouble("temperature", &o.temperature, "generate: 0 is greedy");
+  flags.AddDouble("top_p", &o.top_p, "generate: nucleus sampling, (0, 1]");
+  flags.AddInt("top_k", &o.top_k, "generate: 0 is no limit");
+  flags.AddDouble("min_p", &o.min_p, "generate: [0, 1]");
+  flags.AddInt("seed", &o.seed, "generate: sampling seed; 0 leaves it unset");
+  flags.AddInt("logprobs", &o.logprobs, "generate: print log-probabilities with this many alternatives");
+  flags.AddBool("ignore_eos", &o.ignore_eos, "generate: do not stop at the EOS ids");
+  flags.AddString("stop_token_ids", &o.stop_token_ids, "generate: comma-separated ids that stop generation");
+  flags.AddString("request_id", &o.request_id, "generate: request id; the server assigns one when empty");
+  flags.AddBool("stream", &o.stream, "generate: print tokens as they arrive");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (auto err = flags.Parse(args)) {
+    std::cerr << "stepctl: " << *err << "\n" << kUsage << flags.Usage();
+    return kExitUsage;
+  }
+  if (flags.help_requested()) {
+    std::cout << kUsage << flags.Usage();
+    return kExitOk;
+  }
+  if (flags.positional().size() != 1) {
+    std::cerr << "stepctl: expected exactly one command\n" << kUsage << flags.Usage();
+    return kExitUsage;
+  }
+  const std::string& command = flags.positional()[0];
+  if (command != "health" && command != "info" && command != "generate") {
+    std::cerr << "stepctl: unknown command \"" << command << "\"\n" << kUsage << flags.Usage();
+    return kExitUsage;
+  }
+  if (!(o.timeout_s > 0)) {
+    std::cerr << "stepctl: --timeout_s must be > 0\n";
+    return kExitUsage;
+  }
+  if (command == "generate" && (o.max_new_tokens < 1 || o.logprobs < 0 || o.top_k < 0)) {
+    std::cerr << "stepctl: --max_new_tokens must be >= 1, --logprobs and --top_k >= 0\n";
+    return kExitUsage;
+  }
+  std::shared_ptr<grpc::Channel> channel;
+  if (grpc::Status s = MakeChannel(o.channel, &channel); !s.ok()) {
+    std::cerr << "stepctl: " << s.error_message() << "\n";
+    return kExitUsage;
+  }
+  if (command == "health") return Health(channel, o);
+  if (command == "info") return Info(channel, o);
+  return Generate(channel, o);
+}
+
+}  // namespace
+}  // namespace stepserve::client
+
+int main(int argc, char** argv) { return stepserve::client::Main(argc, argv); }
