@@ -1,5 +1,7 @@
 #include "model/causal_lm.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +48,8 @@ absl::StatusOr<StepAttentionMetadata> CausalLM::PrepareStep(const ForwardBatch& 
     for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
       int64_t needed = 0;
       for (const SequenceChunk& s : batch.seqs) {
-        if (s.kv != nullptr) needed += cache->BlocksNeeded(*s.kv, s.num_tokens, kind);
+        // Count only growth: blocks a sequence releases may not be free yet when another one appends.
+        if (s.kv != nullptr) needed += std::max(0, cache->BlocksNeeded(*s.kv, s.num_tokens, kind));
       }
       if (needed > cache->NumFreeBlocks(kind)) {
         return absl::ResourceExhaustedError("KV cache has too few free blocks for this step");

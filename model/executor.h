@@ -20,6 +20,7 @@
 #include "model/causal_lm.h"
 #include "model/generation.h"
 #include "model/kv_cache.h"
+#include "model/scheduler.h"
 
 namespace stepserve {
 
@@ -32,13 +33,15 @@ struct ExecutorOptions {
   int max_queue = 1024;          // waiting requests before Submit returns RESOURCE_EXHAUSTED
   int max_new_tokens_cap = 4096; // largest max_new_tokens accepted
   int max_logprobs = 20;         // largest logprobs (top-n) accepted
-  bool run_warmup = true;        // one forward step before Start() returns
+  bool run_warmup = true;        // one forward step before Create() returns
+  BatchingMode batching_mode = BatchingMode::kContinuous;  // kStatic: the baseline for benchmarks
 };
 
 struct ExecutorStats {
   int num_running = 0;
   int num_waiting = 0;
-  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_used = 0;          // both pools
+  int32_t kv_sliding_blocks_used = 0;  // the sliding-window pool alone
   int32_t kv_blocks_free = 0;
   double kv_usage_ratio = 0.0;
   int64_t kv_capacity_tokens = 0;
@@ -96,6 +99,8 @@ class Executor {
   std::unique_ptr<CausalLM> model_;
   ExecutorOptions options_;
   std::atomic<bool> accepting_{true};
+  int64_t kv_capacity_tokens_ = 0;
+  int64_t max_context_ = 0;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,9 +2,12 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "model/model_loader.h"
+#include "nlohmann/json.hpp"
 
 namespace stepserve::testing {
 
@@ -32,6 +35,17 @@ std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype) {
   auto model = LoadModel(TinyCheckpointDir(), options);
   if (!model.ok()) throw std::runtime_error(std::string(model.status().message()));
   return std::move(model).value();
+}
+
+std::vector<GreedyCase> GreedyCases() {
+  std::ifstream in(TinyCheckpointDir() + "/greedy.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::vector<GreedyCase> cases;
+  for (const auto& c : nlohmann::json::parse(ss.str())) {
+    cases.push_back({c["prompt"].get<std::vector<int32_t>>(), c["greedy"].get<std::vector<int32_t>>()});
+  }
+  return cases;
 }
 
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -20,6 +21,13 @@ at::Tensor GoldenTensor(const std::string& name);
 
 // The tiny checkpoint loaded from tests/data/tiny.
 std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype = at::kFloat);
+
+// tests/data/tiny/greedy.json: prompts with their 20-token greedy continuations.
+struct GreedyCase {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+};
+std::vector<GreedyCase> GreedyCases();
 
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
 

@@ -1,0 +1,419 @@
+#include "model/executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include <ATen/ATen.h>
+
+#include "absl/strings/str_cat.h"
+#include "model/logging.h"
+#include "model/sampler.h"
+#include "model/scheduler.h"
+#include "model/sequence.h"
+#include "model/status_macros.h"
+
+namespace stepserve {
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStopToken: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kAborted: return "aborted";
+    case FinishReason::kDeadlineExceeded: return "deadline_exceeded";
+  }
+  return "unknown";
+}
+
+namespace {
+
+absl::Status FieldError(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+bool Finite(float x) { return std::isfinite(x); }
+
+}  // namespace
+
+// Everything the engine thread and the API threads share. `mu` guards the scheduler, the sequences
+// and the counters; the KV cache and the model are touched by the engine thread alone (the scheduler
+// reads the cache's free counts under `mu`, which only the engine thread changes).
+class Executor::Impl {
+ public:
+  Impl(Executor* owner, std::unique_ptr<PagedKvCache> cache, const ExecutorOptions& options)
+      : owner_(owner),
+        cache_(std::move(cache)),
+        scheduler_(SchedulerOptions{options.max_num_seqs, options.max_num_batched_tokens, options.batching_mode},
+                   cache_.get()),
+        seed_base_(std::random_device{}()) {}
+
+  void Start() { thread_ = std::thread([this] { Loop(); }); }
+
+  absl::Status Submit(GenerationRequest request, OutputCallback callback);
+  bool Cancel(const std::string& id);
+  ExecutorStats Stats() const;
+  void Shutdown(absl::Duration drain_timeout);
+  void SetStepObserver(StepObserver observer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    observer_ = std::move(observer);
+  }
+  absl::Status RunWarmup();
+
+ private:
+  using Delivery = std::pair<OutputCallback, GenerationOutput>;
+
+  void Loop();
+  // One engine step; returns false when there was nothing to do.
+  bool Step();
+  // Finishes `seq` (under mu_): frees its blocks, queues its final output, forgets it.
+  void Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out);
+  GenerationOutput MakeOutput(const Sequence& seq, absl::Time now) const;
+  static void Deliver(std::vector<Delivery>& deliveries);
+  // Copies the pool occupancy into stats_ (under mu_, on the engine thread).
+  void RefreshKvStats();
+
+  Executor* owner_;
+  std::unique_ptr<PagedKvCache> cache_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // wakes the engine thread
+  std::condition_variable idle_cv_;  // signals drain progress
+  Scheduler scheduler_;
+  std::unordered_map<std::string, std::unique_ptr<Sequence>> seqs_;
+  ExecutorStats stats_;
+  StepObserver observer_;
+  uint64_t seed_base_;
+  uint64_t request_counter_ = 0;
+  bool stop_ = false;
+  bool aborting_ = false;
+  std::thread thread_;
+};
+
+absl::Status Executor::Impl::Submit(GenerationRequest request, OutputCallback callback) {
+  const ModelConfig& config = owner_->config();
+  const ExecutorOptions& opt = owner_->options();
+  if (!owner_->accepting()) return absl::UnavailableError("the server is shutting down; not accepting requests");
+  if (request.prompt.empty()) return FieldError("prompt_token_ids", "must not be empty");
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    const int32_t t = request.prompt[i];
+    if (t < 0 || t >= config.vocab_size) {
+      return FieldError("prompt_token_ids", absl::StrCat("token id ", t, " at index ", i,
+                                                         " is outside the vocabulary [0, ", config.vocab_size, ")"));
+    }
+  }
+  const StoppingCriteria& stop = request.stopping;
+  if (stop.max_new_tokens < 1 || stop.max_new_tokens > opt.max_new_tokens_cap) {
+    return FieldError("stopping.max_new_tokens", absl::StrCat(stop.max_new_tokens, " is outside [1, ",
+                                                              opt.max_new_tokens_cap, "]"));
+  }
+  const int64_t context = static_cast<int64_t>(request.prompt.size()) + stop.max_new_tokens;
+  if (context > owner_->max_context()) {
+    return FieldError("stopping.max_new_tokens",
+                      absl::StrCat("prompt (", request.prompt.size(), " tokens) + max_new_tokens (", stop.max_new_tokens,
+                                   ") = ", context, " exceeds the maximum context of ", owner_->max_context(),
+                                   " tokens"));
+  }
+  const SamplingParams& s = request.sampling;
+  if (!Finite(s.temperature) || s.temperature < 0) return FieldError("sampling.temperature", "must be finite and >= 0");
+  if (!Finite(s.top_p) || s.top_p <= 0 || s.top_p > 1) return FieldError("sampling.top_p", "must be in (0, 1]");
+  if (s.top_k < 0) return FieldError("sampling.top_k", "must be >= 0");
+  if (!Finite(s.min_p) || s.min_p < 0 || s.min_p > 1) return FieldError("sampling.min_p", "must be in [0, 1]");
+  if (!Finite(s.presence_penalty)) return FieldError("sampling.presence_penalty", "must be finite");
+  if (!Finite(s.frequency_penalty)) return FieldError("sampling.frequency_penalty", "must be finite");
+  if (!Finite(s.repetition_penalty) || s.repetition_penalty <= 0) {
+    return FieldError("sampling.repetition_penalty", "must be finite and > 0");
+  }
+  if (request.logprobs < 0 || request.logprobs > opt.max_logprobs) {
+    return FieldError("logprobs", absl::StrCat(request.logprobs, " is outside [0, ", opt.max_logprobs, "]"));
+  }
+  if (!callback) return absl::InvalidArgumentError("a callback is required");
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_) return absl::UnavailableError("the executor has stopped");
+  if (request.id.empty()) request.id = absl::StrCat("req-", request_counter_);
+  if (seqs_.count(request.id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request_id: '", request.id, "' is already in flight"));
+  }
+  if (static_cast<int>(scheduler_.waiting().size()) >= opt.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat("the waiting queue is full (", opt.max_queue, " requests)"));
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->seed = request.sampling.seed.value_or(seed_base_ + request_counter_ * 0x9e3779b97f4a7c15ull);
+  ++request_counter_;
+  seq->tokens = request.prompt;
+  seq->num_prompt = static_cast<int>(request.prompt.size());
+  for (int32_t t : request.prompt) ++seq->history.prompt_counts[t];
+  seq->arrival = absl::Now();
+  seq->callback = std::move(callback);
+  seq->request = std::move(request);
+  Sequence* raw = seq.get();
+  seqs_.emplace(raw->request.id, std::move(seq));
+  scheduler_.AddWaiting(raw);
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+bool Executor::Impl::Cancel(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return false;
+  it->second->cancel_requested = true;
+  cv_.notify_all();
+  return true;
+}
+
+ExecutorStats Executor::Impl::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  ExecutorStats s = stats_;
+  s.num_running = static_cast<int>(scheduler_.running().size());
+  s.num_waiting = static_cast<int>(scheduler_.waiting().size());
+  s.num_preemptions_total = scheduler_.num_preemptions();
+  return s;
+}
+
+GenerationOutput Executor::Impl::MakeOutput(const Sequence& seq, absl::Time now) const {
+  GenerationOutput out;
+  out.request_id = seq.request.id;
+  out.time = now;
+  out.prompt_tokens = seq.num_prompt;
+  out.completion_tokens = seq.num_generated();
+  return out;
+}
+
+void Executor::Impl::Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out) {
+  scheduler_.Remove(seq);
+  seq->state = SequenceState::kFinished;
+  GenerationOutput o = MakeOutput(*seq, now);
+  o.finished = true;
+  o.finish_reason = reason;
+  o.queue_time = seq->first_scheduled ? *seq->first_scheduled - seq->arrival : now - seq->arrival;
+  o.time_to_first_token = seq->first_token ? *seq->first_token - seq->arrival : absl::ZeroDuration();
+  o.e2e_latency = now - seq->arrival;
+  out.push_back({seq->callback, std::move(o)});
+  ++stats_.requests_finished_total;
+  seqs_.erase(seq->request.id);  // destroys seq
+}
+
+void Executor::Impl::RefreshKvStats() {
+  stats_.kv_blocks_used = cache_->NumUsedBlocks(AttentionKind::kFull) + cache_->NumUsedBlocks(AttentionKind::kSliding);
+  stats_.kv_sliding_blocks_used = cache_->NumUsedBlocks(AttentionKind::kSliding);
+  stats_.kv_blocks_free = cache_->NumFreeBlocks(AttentionKind::kFull) + cache_->NumFreeBlocks(AttentionKind::kSliding);
+  stats_.kv_usage_ratio = cache_->UsageRatio();
+}
+
+void Executor::Impl::Deliver(std::vector<Delivery>& deliveries) {
+  for (auto& [callback, output] : deliveries) callback(output);
+  deliveries.clear();
+}
+
+bool Executor::Impl::Step() {
+  std::vector<Delivery> deliveries;
+  SchedulerOutput plan;
+  ForwardBatch batch;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    const absl::Time now = absl::Now();
+    // Cancellations, deadlines and (past the drain timeout) aborts take effect before scheduling.
+    std::vector<Sequence*> done;
+    std::vector<FinishReason> reasons;
+    for (auto& [id, seq] : seqs_) {
+      if (aborting_) {
+        done.push_back(seq.get());
+        reasons.push_back(FinishReason::kAborted);
+      } else if (seq->cancel_requested) {
+        done.push_back(seq.get());
+        reasons.push_back(FinishReason::kCancelled);
+      } else if (now >= seq->request.deadline) {
+        done.push_back(seq.get());
+        reasons.push_back(FinishReason::kDeadlineExceeded);
+      }
+    }
+    for (size_t i = 0; i < done.size(); ++i) Finish(done[i], reasons[i], now, deliveries);
+    plan = scheduler_.Schedule();
+    std::vector<int64_t> tokens;
+    for (const ScheduledChunk& c : plan.chunks) {
+      Sequence* s = c.seq;
+      if (!s->first_scheduled) s->first_scheduled = now;
+      const int64_t from = s->num_computed();
+      tokens.insert(tokens.end(), s->tokens.begin() + from, s->tokens.begin() + from + c.num_tokens);
+      batch.seqs.push_back({c.num_tokens, from, &s->kv});
+    }
+    batch.token_ids = at::tensor(tokens, at::TensorOptions().dtype(at::kLong));
+    if (plan.chunks.empty()) {
+      RefreshKvStats();
+      idle_cv_.notify_all();
+      lock.unlock();
+      Deliver(deliveries);
+      return !done.empty();
+    }
+  }
+
+  // The forward pass runs without the lock: only this thread touches the model and the KV cache.
+  const absl::Time t0 = absl::Now();
+  absl::StatusOr<at::Tensor> logits = owner_->model().Forward(batch, cache_.get());
+  const absl::Time t1 = absl::Now();
+  StepObserver observer;
+  StepInfo info;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.num_steps_total;
+    if (!logits.ok()) {
+      LogError("engine step failed, aborting its ", plan.chunks.size(), " requests: ", logits.status().ToString());
+      for (const ScheduledChunk& c : plan.chunks) Finish(c.seq, FinishReason::kAborted, t1, deliveries);
+    } else {
+      at::Tensor rows = logits->contiguous();
+      const int vocab = static_cast<int>(rows.size(1));
+      for (size_t i = 0; i < plan.chunks.size(); ++i) {
+        Sequence* s = plan.chunks[i].seq;
+        if (s->state != SequenceState::kRunning) continue;
+        if (s->num_uncomputed() > 0) continue;  // a prefill chunk that does not reach the end yet
+        const SampleResult r = SampleToken(rows[i].data_ptr<float>(), vocab, s->request.sampling, s->history,
+                                           s->seed, s->num_generated(), s->request.logprobs);
+        s->tokens.push_back(r.token);
+        ++s->history.generated_counts[r.token];
+        ++stats_.generation_tokens_total;
+        if (!s->first_token) {
+          s->first_token = t1;
+          stats_.prompt_tokens_total += s->num_prompt;  // each request's prompt, counted once
+        }
+        GenerationOutput o = MakeOutput(*s, t1);
+        o.token_ids.push_back(r.token);
+        if (s->request.logprobs > 0) o.logprobs.push_back(r.logprob);
+        deliveries.push_back({s->callback, std::move(o)});
+
+        const StoppingCriteria& stop = s->request.stopping;
+        const auto& stops = stop.stop_token_ids;
+        const auto& eos = owner_->config().eos_token_ids;
+        FinishReason reason = FinishReason::kNone;
+        if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) {
+          reason = FinishReason::kStopToken;
+        } else if (!stop.ignore_eos && std::find(eos.begin(), eos.end(), r.token) != eos.end()) {
+          reason = FinishReason::kEos;
+        } else if (s->num_generated() >= stop.max_new_tokens ||
+                   static_cast<int64_t>(s->tokens.size()) >= owner_->max_context()) {
+          reason = FinishReason::kLength;
+        }
+        if (reason != FinishReason::kNone) Finish(s, reason, t1, deliveries);
+      }
+    }
+    RefreshKvStats();
+    observer = observer_;
+    info.num_seqs = static_cast<int>(plan.chunks.size());
+    info.num_prefill_tokens = plan.num_prefill_tokens;
+    info.num_decode_tokens = plan.num_decode_tokens;
+    info.num_tokens = plan.num_prefill_tokens + plan.num_decode_tokens;
+    info.duration = t1 - t0;
+  }
+  Deliver(deliveries);
+  if (observer) observer(info);
+  return true;
+}
+
+void Executor::Impl::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !seqs_.empty(); });
+      if (stop_ && seqs_.empty()) {
+        idle_cv_.notify_all();
+        return;
+      }
+    }
+    if (!Step()) {
+      // Nothing schedulable (e.g. the pool is full of queued work that cannot start): wait briefly.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(5));
+    }
+  }
+}
+
+void Executor::Impl::Shutdown(absl::Duration drain_timeout) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!thread_.joinable()) return;
+    const absl::Time deadline = absl::Now() + drain_timeout;
+    while (!seqs_.empty() && absl::Now() < deadline) {
+      idle_cv_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    if (!seqs_.empty()) {
+      LogWarning("drain timeout: aborting ", seqs_.size(), " requests still in flight");
+      aborting_ = true;
+    }
+    stop_ = true;
+    cv_.notify_all();
+  }
+  thread_.join();
+}
+
+absl::Status Executor::Impl::RunWarmup() {
+  // One short prefill through a throw-away sequence exercises every layer and kernel once.
+  KvSequence warm;
+  ForwardBatch batch;
+  const int64_t n = std::min<int64_t>(4, owner_->max_context());
+  batch.token_ids = at::zeros({n}, at::TensorOptions().dtype(at::kLong));
+  batch.seqs.push_back({n, 0, &warm});
+  auto logits = owner_->model().Forward(batch, cache_.get());
+  cache_->Release(warm);
+  return logits.status();
+}
+
+Executor::Executor(std::unique_ptr<CausalLM> model, const ExecutorOptions& options)
+    : model_(std::move(model)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<CausalLM> model,
+                                                           const ExecutorOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("no model");
+  if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be >= 1");
+  if (options.max_num_batched_tokens < 1) return absl::InvalidArgumentError("max_num_batched_tokens must be >= 1");
+  if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
+  const at::Device device = model->device();
+  int64_t bytes = options.kv_cache_bytes;
+  if (options.kv_cache_memory_fraction > 0) {
+    if (!device.is_cuda()) return absl::InvalidArgumentError("kv_cache_memory_fraction needs a CUDA device");
+    return absl::UnimplementedError("kv_cache_memory_fraction is not available in this build");
+  }
+  ASSIGN_OR_RETURN(KvCacheOptions kv, KvCacheOptionsFromBudget(model->config(), bytes, options.block_size,
+                                                               options.max_num_seqs, model->dtype(), device));
+  std::unique_ptr<Executor> ex(new Executor(std::move(model), options));
+  ex->impl_ = std::make_unique<Impl>(ex.get(), std::make_unique<PagedKvCache>(ex->config(), kv), options);
+  const ModelConfig& config = ex->config();
+  if (config.HasAttentionKind(AttentionKind::kFull)) {
+    ex->kv_capacity_tokens_ = static_cast<int64_t>(kv.num_blocks_full) * kv.block_size;
+  } else {
+    const int64_t per_seq = (config.MaxSlidingWindow() + kv.block_size - 1) / kv.block_size + 1;
+    ex->kv_capacity_tokens_ = config.max_position_embeddings * (kv.num_blocks_sliding / per_seq);
+  }
+  ex->max_context_ = std::min<int64_t>(config.max_position_embeddings, ex->kv_capacity_tokens_);
+  if (ex->max_context_ < 1) return absl::InvalidArgumentError("the KV cache cannot hold a single sequence");
+  if (options.run_warmup) RETURN_IF_ERROR(ex->impl_->RunWarmup());
+  ex->impl_->Start();
+  return ex;
+}
+
+Executor::~Executor() {
+  accepting_ = false;
+  if (impl_) impl_->Shutdown(absl::ZeroDuration());
+}
+
+absl::Status Executor::Submit(GenerationRequest request, OutputCallback callback) {
+  return impl_->Submit(std::move(request), std::move(callback));
+}
+bool Executor::Cancel(const std::string& request_id) { return impl_->Cancel(request_id); }
+ExecutorStats Executor::Stats() const {
+  ExecutorStats s = impl_->Stats();
+  s.kv_capacity_tokens = kv_capacity_tokens();
+  return s;
+}
+void Executor::SetStepObserver(StepObserver observer) { impl_->SetStepObserver(std::move(observer)); }
+
+int64_t Executor::kv_capacity_tokens() const { return kv_capacity_tokens_; }
+int64_t Executor::max_context() const { return max_context_; }
+
+void Executor::Shutdown(absl::Duration drain_timeout) {
+  accepting_ = false;
+  impl_->Shutdown(drain_timeout);
+}
+
+}  // namespace stepserve

@@ -1,0 +1,66 @@
+// Iteration-level scheduler: picks, each step, which sequences run and how many tokens each feeds.
+//
+// Policy (as in vLLM's scheduler): running sequences first, in admission order, each taking one decode
+// token or the next chunk of its prompt (chunked prefill); then waiting sequences FCFS while the step's
+// token and sequence budgets and the KV pool allow. When the pool cannot hold a running sequence's next
+// tokens, the most recently admitted running sequence is preempted (its blocks freed, recomputed later)
+// and goes to the front of the waiting queue. Not thread-safe: the executor serialises calls.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "model/kv_cache.h"
+#include "model/sequence.h"
+
+namespace stepserve {
+
+enum class BatchingMode { kContinuous, kStatic };
+
+struct SchedulerOptions {
+  int max_num_seqs = 32;
+  int max_num_batched_tokens = 512;
+  // kStatic: a new batch is formed only when every running sequence has finished (the baseline that
+  // continuous batching is measured against).
+  BatchingMode mode = BatchingMode::kContinuous;
+};
+
+struct ScheduledChunk {
+  Sequence* seq = nullptr;
+  int64_t num_tokens = 0;  // tokens fed this step, starting at seq->num_computed()
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledChunk> chunks;
+  std::vector<Sequence*> preempted;
+  int num_prefill_tokens = 0;
+  int num_decode_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerOptions& options, PagedKvCache* cache) : options_(options), cache_(cache) {}
+
+  void AddWaiting(Sequence* seq) { waiting_.push_back(seq); }
+  // Removes a sequence from whichever queue holds it and frees its blocks.
+  void Remove(Sequence* seq);
+
+  SchedulerOutput Schedule();
+
+  const std::deque<Sequence*>& waiting() const { return waiting_; }
+  const std::vector<Sequence*>& running() const { return running_; }
+  int64_t num_preemptions() const { return num_preemptions_; }
+
+ private:
+  void Preempt(Sequence* seq, SchedulerOutput& out);
+
+  SchedulerOptions options_;
+  PagedKvCache* cache_;
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;  // admission order
+  uint64_t next_admission_ = 0;
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace stepserve
