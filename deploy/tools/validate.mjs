@@ -62,13 +62,21 @@ export const METRICS = {
 // Labels that Prometheus (or the operator's relabelling) attaches to every scraped series.
 const TARGET_LABELS = ["namespace", "pod", "job", "instance", "service", "container", "endpoint"];
 
-// The server's flags (issue "gRPC server": The stepserve program).
-const SERVER_FLAGS = new Set([
-  "host", "port", "metrics_port", "model", "dtype", "device", "max_num_seqs", "max_num_batched_tokens",
-  "kv_cache_bytes", "block_size", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
-]);
-const INT_FLAGS = ["port", "metrics_port", "max_num_seqs", "max_num_batched_tokens", "kv_cache_bytes",
-  "block_size", "max_queue", "drain_timeout_s"];
+// The server's flags: read from the ABSL_FLAG definitions in server/main.cc (name -> C++ type);
+// the issue's list (issue "gRPC server": The stepserve program) when that file does not exist yet.
+function serverFlags(root) {
+  const main = path.join(root, "server", "main.cc");
+  const flags = new Map();
+  if (fs.existsSync(main)) {
+    for (const m of fs.readFileSync(main, "utf8").matchAll(/ABSL_FLAG\(\s*([\w:]+)\s*,\s*(\w+)\s*,/g)) flags.set(m[2], m[1]);
+  }
+  if (!flags.size) {
+    for (const f of ["host", "model", "dtype", "device", "tls_cert", "tls_key", "tls_client_ca"]) flags.set(f, "std::string");
+    for (const f of ["port", "metrics_port", "max_num_seqs", "max_num_batched_tokens", "kv_cache_bytes", "block_size", "max_queue"]) flags.set(f, "int64_t");
+    flags.set("drain_timeout_s", "double");
+  }
+  return flags;
+}
 const HEALTH_SERVICE = "stepserve.v1.StepServe";
 
 // series name -> allowed label names
@@ -97,8 +105,8 @@ function parseArgs(argv) {
     const [k, inline] = argv[i].split(/=(.*)/s, 2);
     const val = () => (inline !== undefined ? inline : argv[++i]);
     if (k === "--root") a.root = path.resolve(val());
-    else if (k === "--promtool") a.promtool = val();
-    else if (k === "--stepserve-bin") a.stepserveBin = val();
+    else if (k === "--promtool") { const v = val(); a.promtool = v.includes("/") ? path.resolve(v) : v; }
+    else if (k === "--stepserve-bin") a.stepserveBin = path.resolve(val());
     else if (k === "--write-prometheusrule") a.writePrometheusRule = true;
     else { console.error(`validate.mjs: unknown argument ${argv[i]}`); process.exit(2); }
   }
@@ -106,6 +114,7 @@ function parseArgs(argv) {
 }
 const ARGS = parseArgs(process.argv.slice(2));
 const ROOT = ARGS.root;
+const SERVER_FLAGS = serverFlags(ROOT);
 const DEPLOY = path.join(ROOT, "deploy");
 const K8S = path.join(DEPLOY, "kubernetes");
 const rel = (p) => path.relative(ROOT, p) || ".";
@@ -263,11 +272,14 @@ function parseFlags(args) {
   for (const a of args || []) {
     const m = /^--([a-z_]+)(?:=(.*))?$/.exec(a);
     if (!m) { errors.push(`argument ${JSON.stringify(a)} is not --flag=value`); continue; }
-    if (!SERVER_FLAGS.has(m[1])) errors.push(`unknown server flag --${m[1]}`);
+    const type = SERVER_FLAGS.get(m[1]);
+    if (!type) errors.push(`unknown server flag --${m[1]}`);
     if (m[1] in flags) errors.push(`--${m[1]} given twice`);
     flags[m[1]] = m[2] === undefined ? "true" : m[2];
+    if (/int/.test(type || "") && !/^-?[0-9]+$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not an integer`);
+    if (/double|float/.test(type || "") && !/^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not a number`);
+    if (type === "bool" && !/^(true|false)$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not true/false`);
   }
-  for (const f of INT_FLAGS) if (f in flags && !/^[0-9]+$/.test(flags[f])) errors.push(`--${f}=${flags[f]} is not a non-negative integer`);
   return { flags, errors };
 }
 const matches = (selector, labels) => !!selector && Object.keys(selector).length > 0 &&
@@ -299,7 +311,7 @@ function stepserveRules(name, docs) {
   if (c.command) err("container sets command: the image's ENTRYPOINT is stepserve, pass flags as args");
   for (const f of ["port", "metrics_port", "model", "device", "drain_timeout_s"]) if (!(f in flags)) err(`--${f} not set`);
   if (flags.dtype && !["float32", "bfloat16"].includes(flags.dtype)) err(`--dtype=${flags.dtype}: float32 or bfloat16`);
-  if (flags.device && !["cpu", "cuda", "auto"].includes(flags.device)) err(`--device=${flags.device}: cpu, cuda or auto`);
+  if (flags.device && !/^(cpu|cuda(:[0-9]+)?|auto)$/.test(flags.device)) err(`--device=${flags.device}: cpu, cuda, cuda:N or auto`);
   const grpcPort = Number(flags.port), metricsPort = Number(flags.metrics_port);
   const ports = Object.fromEntries((c.ports || []).map((p) => [p.name, p.containerPort]));
   if (ports.grpc !== grpcPort) err(`container port "grpc" (${ports.grpc}) != --port (${grpcPort})`);
@@ -353,7 +365,7 @@ function stepserveRules(name, docs) {
   // GPU or CPU
   const res = c.resources || {};
   const gpuLim = (res.limits || {})["nvidia.com/gpu"], gpuReq = (res.requests || {})["nvidia.com/gpu"];
-  if (flags.device === "cuda") {
+  if (/^cuda/.test(flags.device || "")) {
     if (Number(gpuLim) !== 1) err(`--device=cuda needs limits nvidia.com/gpu: 1 (has ${gpuLim})`);
     if (gpuReq !== undefined && Number(gpuReq) !== Number(gpuLim)) err("nvidia.com/gpu request != limit");
   } else if (flags.device === "cpu") {
@@ -377,7 +389,7 @@ function stepserveRules(name, docs) {
           err(`PVC ${vol.persistentVolumeClaim.claimName} is not part of the render`);
       }
     }
-  } else if (!/^(tiny|small|flash(:[0-9]+)?)$/.test(model)) err(`--model=${model} is neither an absolute checkpoint path nor a preset (tiny, small, flash, flash:N)`);
+  } else if (!/^(tiny|small(:[0-9]+)?|flash(:[0-9]+)?)$/.test(model)) err(`--model=${model} is neither an absolute checkpoint path nor a preset (tiny, small[:N], flash[:N])`);
   for (const m of c.volumeMounts || []) if (!(pod.volumes || []).some((v) => v.name === m.name)) err(`volumeMount ${m.name} has no volume`);
   for (const v of pod.volumes || []) if (!pod.containers.some((x) => (x.volumeMounts || []).some((m) => m.name === v.name))) err(`volume ${v.name} is mounted nowhere`);
   for (const p of byKind("PersistentVolumeClaim")) if (!(pod.volumes || []).some((v) => v.persistentVolumeClaim && v.persistentVolumeClaim.claimName === p.metadata.name)) err(`PVC ${p.metadata.name} is used by no volume`);
@@ -441,7 +453,7 @@ function stepserveRules(name, docs) {
   if (!byKind("ServiceMonitor").length && !byKind("PodMonitor").length && name === "kubernetes/base") err("base has no ServiceMonitor or PodMonitor");
   if (name === "kubernetes/base") {
     for (const k of ["HorizontalPodAutoscaler", "PodDisruptionBudget", "PrometheusRule"]) if (!byKind(k).length) err(`base has no ${k}`);
-    if (flags.device !== "cuda") err("base should run on a GPU (--device=cuda)");
+    if (!/^cuda/.test(flags.device || "")) err("base should run on a GPU (--device=cuda)");
   }
   // A CPU overlay is for clusters with nothing installed: no CRD kinds, no storage
   if (flags.device === "cpu") {
@@ -524,7 +536,7 @@ function promtool(args) {
     execFileSync(ARGS.promtool, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd: path.join(DEPLOY, "prometheus") });
     return [];
   } catch (e) {
-    return [`promtool ${args.join(" ")}:`, ...String((e.stdout || "") + (e.stderr || "")).trim().split("\n")];
+    return [`promtool ${args.join(" ")}:`, ...String((e.stdout || "") + (e.stderr || "") || e.message).trim().split("\n")];
   }
 }
 const ruleFiles = fs.readdirSync(path.join(DEPLOY, "prometheus")).filter((f) => /\.ya?ml$/.test(f) && !/_test\.ya?ml$/.test(f));
