@@ -80,7 +80,7 @@ RUN mkdir -p /stage/bin /stage/lib \
  && strip --strip-unneeded /stage/bin/* \
  && if ldd /stage/bin/* | grep 'not found' | grep -v 'libcuda\.so'; then echo "unresolved libraries" >&2; exit 1; fi \
  && ldd /stage/bin/* | awk '/=> \// { print $3 }' | sort -u \
-    | grep -Ev '^/opt/libtorch/|/(libc|libm|libdl|libpthread|librt|libresolv|libgcc_s|libstdc\+\+|libcuda)\.so|/ld-linux' \
+    | { grep -Ev '^/opt/libtorch/|/(libc|libm|libdl|libpthread|librt|libresolv|libgcc_s|libstdc\+\+|libcuda)\.so|/ld-linux' || true; } \
     | xargs -r -I{} cp -L {} /stage/lib/
 
 # ---- runtime -----------------------------------------------------------------------------------------
