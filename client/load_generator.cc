@@ -129,9 +129,13 @@ LoadResult RunLoad(const std::shared_ptr<grpc::Channel>& channel, const std::vec
   const bool open_loop = !config.arrivals_s.empty();
   const int64_t cap = config.concurrency > 0 ? config.concurrency : INT64_MAX;
   constexpr auto kTick = std::chrono::milliseconds(200);
+  Clock::time_point last_report;
   const auto report = [&](std::unique_lock<std::mutex>& lock) {
     if (!config.progress) return;
     const int64_t done = tracker.finished_;
+    const auto now = Clock::now();
+    if (done < total && now - last_report < std::chrono::milliseconds(100)) return;
+    last_report = now;
     lock.unlock();
     config.progress(done, total);
     lock.lock();

@@ -192,12 +192,14 @@ int Main(int argc, char** argv) {
 
   const bool tty = !o.quiet && ::isatty(STDOUT_FILENO);
   std::cout << "stepbench: " << info.model() << " on " << info.device() << " at " << o.channel.target << ", "
-            << o.num_requests << " requests, "
-            << (o.request_rate > 0 ? "open loop at " + std::to_string(o.request_rate) + " req/s (burstiness " +
-                                         std::to_string(o.burstiness) + ")" +
-                                         (o.concurrency > 0 ? ", at most " + std::to_string(o.concurrency) + " in flight" : "")
-                                   : "closed loop, concurrency " + std::to_string(o.concurrency))
-            << "\n";
+            << o.num_requests << " requests, ";
+  if (o.request_rate > 0) {
+    std::cout << "open loop at " << o.request_rate << " req/s (burstiness " << o.burstiness << ")";
+    if (o.concurrency > 0) std::cout << ", at most " << o.concurrency << " in flight";
+  } else {
+    std::cout << "closed loop, concurrency " << o.concurrency;
+  }
+  std::cout << "\n";
   std::cout.flush();
 
   LoadConfig config;

@@ -1,0 +1,215 @@
+// stepctl as a user runs it: the binary against a live server, an unreachable one, and bad usage.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "live_server.h"
+#include "subprocess.h"
+
+namespace stepserve::testing {
+namespace {
+
+constexpr double kCommandTimeoutS = 60;  // a bound on each run, far above what any should take
+
+CommandResult Stepctl(std::vector<std::string> args) {
+  args.insert(args.begin(), STEPCTL_BIN);
+  return RunCommand(args, kCommandTimeoutS);
+}
+
+std::string Describe(const CommandResult& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + "\nstdout:\n" + r.out +
+         "\nstderr:\n" + r.err;
+}
+
+// The "tokens: 1,2,3" line of generate's output.
+std::vector<int> TokensLine(const std::string& out) {
+  const auto pos = out.find("tokens: ");
+  if (pos == std::string::npos) return {};
+  std::vector<int> ids;
+  std::string line = out.substr(pos + 8, out.find('\n', pos) - pos - 8);
+  size_t start = 0;
+  while (start < line.size()) {
+    size_t comma = line.find(',', start);
+    if (comma == std::string::npos) comma = line.size();
+    ids.push_back(std::stoi(line.substr(start, comma - start)));
+    start = comma + 1;
+  }
+  return ids;
+}
+
+TEST(StepctlUsageTest, BadUsageExitsWithTwo) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},                                      // no command
+      {"frobnicate"},                          // unknown command
+      {"health", "info"},                      // two commands
+      {"health", "--bogus_flag"},              // unknown flag
+      {"info", "--timeout_s=abc"},             // bad value
+      {"info", "--timeout_s=0"},               // out of range
+      {"generate"},                            // no tokens
+      {"generate", "--tokens=1,x"},            // bad token
+      {"generate", "--tokens=1", "--max_new_tokens=0"},
+      {"health", "--tls_cert=/tmp/c.pem"},     // cert without key
+      {"health", "--tls_ca=/nonexistent/ca.pem"},
+  };
+  for (const auto& args : cases) {
+    const CommandResult r = Stepctl(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << joined << Describe(r);
+    EXPECT_FALSE(r.err.empty()) << joined;
+  }
+}
+
+TEST(StepctlUsageTest, HelpExitsWithZero) {
+  const CommandResult r = Stepctl({"--help"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_NE(r.out.find("generate"), std::string::npos);
+  EXPECT_NE(r.out.find("--target"), std::string::npos);
+}
+
+// Nothing listens on the port: every command fails with UNAVAILABLE and exit code 1, at once.
+TEST(StepctlUnreachableTest, RefusedConnectionGivesUnavailable) {
+  const std::string target = "127.0.0.1:" + std::to_string(PickFreePort());
+  for (const auto& command : std::vector<std::vector<std::string>>{
+           {"health"}, {"info"}, {"generate", "--tokens=1,2"}}) {
+    std::vector<std::string> args = command;
+    args.push_back("--target=" + target);
+    args.push_back("--timeout_s=10");
+    const CommandResult r = Stepctl(args);
+    EXPECT_EQ(r.exit_code, 1) << command[0] << " " << Describe(r);
+    EXPECT_NE(r.err.find("UNAVAILABLE"), std::string::npos) << Describe(r);
+    EXPECT_NE(r.err.find(target), std::string::npos) << "the message names the target: " << r.err;
+  }
+}
+
+// A peer that accepts TCP connections and never speaks HTTP/2: the deadline ends the wait.
+TEST(StepctlUnreachableTest, SilentPeerHitsTheDeadline) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);  // the kernel completes handshakes; nobody reads
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string target = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const CommandResult r = Stepctl({"health", "--target=" + target, "--timeout_s=1"});
+  ::close(fd);
+  EXPECT_FALSE(r.timed_out) << Describe(r);
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_TRUE(r.err.find("DEADLINE_EXCEEDED") != std::string::npos ||
+              r.err.find("UNAVAILABLE") != std::string::npos)
+      << Describe(r);
+}
+
+class StepctlLiveTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!ServerInBuild()) return;
+    std::string error;
+    server_ = LiveServer::Start({}, &error).release();
+    if (server_ == nullptr) start_error_ = new std::string(error);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    if (!ServerInBuild()) GTEST_SKIP() << "stepserve is not built in this configuration";
+    ASSERT_NE(server_, nullptr) << (start_error_ ? *start_error_ : "");
+  }
+  CommandResult Run(std::vector<std::string> args) {
+    args.push_back("--target=" + server_->target());
+    return Stepctl(args);
+  }
+  int VocabSize() {
+    const CommandResult r = Run({"info", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    return nlohmann::json::parse(r.out).value("vocab_size", 0);
+  }
+
+  static LiveServer* server_;
+  static std::string* start_error_;
+};
+LiveServer* StepctlLiveTest::server_ = nullptr;
+std::string* StepctlLiveTest::start_error_ = nullptr;
+
+TEST_F(StepctlLiveTest, HealthIsServing) {
+  CommandResult r = Run({"health"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = Run({"health", "--service=stepserve.v1.StepServe"});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = Run({"health", "--service=no.such.Service"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("NOT_FOUND"), std::string::npos) << Describe(r);
+}
+
+TEST_F(StepctlLiveTest, InfoDescribesTheModel) {
+  CommandResult r = Run({"info"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  for (const char* field : {"model:", "dtype:", "device:", "vocab_size:", "max_context:", "num_layers:",
+                            "eos_token_ids:", "kv_capacity_tokens:", "max_num_seqs:"}) {
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << "\n" << r.out;
+  }
+  r = Run({"info", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_GT(j.value("vocab_size", 0), 0);
+  EXPECT_GT(j.value("max_context", 0), 0);
+  EXPECT_NE(j.value("model", ""), "");
+}
+
+TEST_F(StepctlLiveTest, GenerateGreedyStreamedOrNotGivesTheSameTokens) {
+  CommandResult plain = Run({"generate", "--tokens=1,2,3", "--max_new_tokens=6", "--ignore_eos"});
+  ASSERT_EQ(plain.exit_code, 0) << Describe(plain);
+  const std::vector<int> tokens = TokensLine(plain.out);
+  EXPECT_EQ(tokens.size(), 6u) << plain.out;
+  EXPECT_NE(plain.out.find("finish_reason=LENGTH"), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("prompt_tokens=3 completion_tokens=6"), std::string::npos) << plain.out;
+
+  CommandResult streamed = Run({"generate", "--tokens=1,2,3", "--max_new_tokens=6", "--ignore_eos", "--stream"});
+  ASSERT_EQ(streamed.exit_code, 0) << Describe(streamed);
+  EXPECT_EQ(TokensLine(streamed.out), tokens) << streamed.out;
+  EXPECT_NE(streamed.out.find("finish_reason=LENGTH"), std::string::npos);
+}
+
+TEST_F(StepctlLiveTest, GenerateWithLogprobsAndSampling) {
+  CommandResult r = Run({"generate", "--tokens=4,5", "--max_new_tokens=3", "--ignore_eos", "--logprobs=2",
+                         "--stream"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  size_t lines = 0;
+  for (size_t pos = r.out.find("token "); pos != std::string::npos; pos = r.out.find("\ntoken ", pos + 1)) ++lines;
+  EXPECT_EQ(lines, 3u) << r.out;
+  EXPECT_NE(r.out.find(" top "), std::string::npos) << r.out;
+
+  const std::vector<std::string> sampled = {"generate",  "--tokens=4,5", "--max_new_tokens=5", "--ignore_eos",
+                                            "--temperature=0.9", "--top_p=0.95", "--top_k=20", "--seed=1234"};
+  CommandResult a = Run(sampled);
+  CommandResult b = Run(sampled);
+  ASSERT_EQ(a.exit_code, 0) << Describe(a);
+  ASSERT_EQ(b.exit_code, 0) << Describe(b);
+  EXPECT_EQ(TokensLine(a.out).size(), 5u);
+  EXPECT_EQ(TokensLine(a.out), TokensLine(b.out)) << "a seed makes sampling reproducible";
+}
+
+TEST_F(StepctlLiveTest, GenerateRejectedByTheServerExitsWithOne) {
+  const int vocab = VocabSize();
+  ASSERT_GT(vocab, 0);
+  CommandResult r = Run({"generate", "--tokens=1," + std::to_string(vocab)});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << Describe(r);
+  r = Run({"generate", "--tokens=1", "--top_p=1.5"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << Describe(r);
+  // The server keeps serving.
+  EXPECT_EQ(Run({"health"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace stepserve::testing
