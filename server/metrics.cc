@@ -125,6 +125,11 @@ ServerMetrics::ServerMetrics()
   for (FinishReason r : {FinishReason::kStopToken, FinishReason::kEos, FinishReason::kLength}) {
     success_->Add({{"finish_reason", FinishReasonLabel(r)}});
   }
+  for (absl::StatusCode code : {absl::StatusCode::kInvalidArgument, absl::StatusCode::kResourceExhausted,
+                                absl::StatusCode::kUnavailable, absl::StatusCode::kCancelled,
+                                absl::StatusCode::kDeadlineExceeded}) {
+    failure_->Add({{"code", absl::StatusCodeToString(code)}});
+  }
 }
 
 ServerMetrics::~ServerMetrics() { StopHttp(); }

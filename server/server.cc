@@ -135,11 +135,11 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   ServerMetrics* metrics = &metrics_;
   e->SetStepObserver([metrics](const StepInfo& step) { metrics->ObserveStep(step); });
   generate_.Attach(e, info, limits);
-  health_.SetAll(HealthCheckResponse::SERVING);
   LogInfo("serving model ", model_name, " (", dtype, " on ", device, ", ", config.num_hidden_layers,
           " layers, vocab ", config.vocab_size, "): KV cache ", e->kv_capacity_tokens(), " tokens, max context ",
           e->max_context(), ", max_num_seqs ", e->options().max_num_seqs, ", max_queue ", e->options().max_queue,
           "; health SERVING");
+  health_.SetAll(HealthCheckResponse::SERVING);
   return absl::OkStatus();
 }
 

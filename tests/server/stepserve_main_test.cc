@@ -1,0 +1,168 @@
+// The stepserve program as a subprocess: flags, start-up log, health, serving, SIGTERM drain, exit code.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tests/server/server_test_util.h"
+#include "tests/test_util.h"
+
+namespace stepserve::testing {
+namespace {
+
+// A child process whose stderr is collected by a reader thread.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      dup2(fds[1], STDERR_FILENO);
+      int devnull = open("/dev/null", O_WRONLY);
+      if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    reader_ = std::thread([this, fd = fds[0]] {
+      char buffer[4096];
+      ssize_t n;
+      while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        output_.append(buffer, static_cast<size_t>(n));
+      }
+      close(fd);
+    });
+  }
+  ~Child() {
+    if (!exited_) {
+      kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+
+  std::string output() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return output_;
+  }
+  void Signal(int sig) { kill(pid_, sig); }
+  // The exit code, or -1 when it did not exit in time (or died of a signal).
+  int WaitExit(absl::Duration timeout) {
+    int status = 0;
+    const bool done = WaitFor(
+        [&] {
+          if (exited_) return true;
+          if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            exited_ = true;
+            exit_status_ = status;
+          }
+          return exited_;
+        },
+        timeout);
+    if (!done) return -1;
+    return WIFEXITED(exit_status_) ? WEXITSTATUS(exit_status_) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int exit_status_ = 0;
+  std::mutex mu_;
+  std::string output_;
+  std::thread reader_;
+};
+
+int ParsePort(const std::string& log) {
+  std::smatch match;
+  static const std::regex kListening("gRPC listening on 127\\.0\\.0\\.1:([0-9]+)");
+  if (std::regex_search(log, match, kListening)) return std::stoi(match[1]);
+  return 0;
+}
+
+TEST(StepserveMainTest, ServesTheTinyCheckpointAndDrainsOnSigterm) {
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--device=cpu",
+               "--model=" + TinyCheckpointDir(), "--kv_cache_bytes=16777216", "--drain_timeout_s=60"});
+  int port = 0;
+  ASSERT_TRUE(WaitFor([&] { return (port = ParsePort(child.output())) > 0; }, absl::Seconds(60)))
+      << child.output();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        grpc::ClientContext context;
+        context.set_deadline(DeadlineIn(absl::Seconds(5)));
+        grpc::health::v1::HealthCheckRequest request;
+        grpc::health::v1::HealthCheckResponse response;
+        return health->Check(&context, request, &response).ok() &&
+               response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+      },
+      absl::Seconds(120)))
+      << child.output();
+  EXPECT_TRUE(absl::StrContains(child.output(), "KV cache")) << child.output();
+
+  auto stub = v1::StepServe::NewStub(channel);
+  const GreedyCase& c = Greedy()[0];
+  GenerateResult result = RunGenerate(stub.get(), GreedyRequest(c.prompt, 20));
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message() << "\n" << child.output();
+  EXPECT_EQ(result.tokens, c.greedy);
+
+  // A refused request is logged with its reason.
+  GenerateResult refused = RunGenerate(stub.get(), GreedyRequest({}, 4));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // SIGTERM with a request in flight: it completes, then the program exits with 0.
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(absl::Seconds(120)));
+  auto reader = stub->Generate(&context, GreedyRequest(Greedy()[1].prompt, 300));
+  v1::GenerateResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  size_t tokens = response.token_ids_size();
+  child.Signal(SIGTERM);
+  while (reader->Read(&response)) tokens += response.token_ids_size();
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << child.output();
+  EXPECT_EQ(tokens, 300u);
+  EXPECT_EQ(response.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(child.WaitExit(absl::Seconds(90)), 0) << child.output();
+  const std::string log = child.output();
+  EXPECT_TRUE(absl::StrContains(log, "refused request")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "prompt_token_ids")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "SIGTERM")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "draining")) << log;
+}
+
+TEST(StepserveMainTest, BadFlagsExitWithAnError) {
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--device=tpu"});
+  EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 2) << child.output();
+  EXPECT_TRUE(absl::StrContains(child.output(), "--device")) << child.output();
+  Child tls({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--tls_cert=/nonexistent.pem",
+             "--tls_key=/nonexistent.key", "--model=" + TinyCheckpointDir()});
+  EXPECT_EQ(tls.WaitExit(absl::Seconds(60)), 1) << tls.output();
+  EXPECT_TRUE(absl::StrContains(tls.output(), "--tls_cert")) << tls.output();
+}
+
+}  // namespace
+}  // namespace stepserve::testing
