@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/device_memory.h"
 #include "model/logging.h"
 #include "model/sampler.h"
 #include "model/scheduler.h"
@@ -371,8 +372,11 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<Causa
   const at::Device device = model->device();
   int64_t bytes = options.kv_cache_bytes;
   if (options.kv_cache_memory_fraction > 0) {
-    if (!device.is_cuda()) return absl::InvalidArgumentError("kv_cache_memory_fraction needs a CUDA device");
-    return absl::UnimplementedError("kv_cache_memory_fraction is not available in this build");
+    if (options.kv_cache_memory_fraction >= 1) {
+      return absl::InvalidArgumentError("kv_cache_memory_fraction must be in (0, 1)");
+    }
+    ASSIGN_OR_RETURN(int64_t free, FreeDeviceMemoryBytes(device));
+    bytes = static_cast<int64_t>(static_cast<double>(free) * options.kv_cache_memory_fraction);
   }
   ASSIGN_OR_RETURN(KvCacheOptions kv, KvCacheOptionsFromBudget(model->config(), bytes, options.block_size,
                                                                options.max_num_seqs, model->dtype(), device));

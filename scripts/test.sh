@@ -42,7 +42,7 @@ if [ -z "${STEPSERVE_SKIP_SANITIZERS:-}" ]; then
 fi
 
 stage "deploy validation"
-bash scripts/validate-deploy.sh
+STEPSERVE_BIN="$ROOT/build/server/stepserve" bash scripts/validate-deploy.sh
 
 if [ -f scripts/check-cuda-compile.sh ] && { command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; }; then
   stage "CUDA kernels compile check"
