@@ -9,7 +9,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-  curl
+  curl openssl
 )
 # Optional extras (e.g. `STEPSERVE_EXTRA_PACKAGES="prometheus"` for promtool).
 if [ -n "${STEPSERVE_EXTRA_PACKAGES:-}" ]; then

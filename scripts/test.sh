@@ -26,7 +26,7 @@ ctest --test-dir build -j "$JOBS" --output-on-failure --timeout 900
 
 if [ -z "${STEPSERVE_SKIP_SANITIZERS:-}" ]; then
   stage "ASan + UBSan: model tests"
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEPSERVE_SANITIZE=address,undefined \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTEPSERVE_SANITIZE=address,undefined \
     -DSTEPSERVE_BUILD_SERVER=OFF -DSTEPSERVE_BUILD_BENCHMARKS=OFF >/dev/null
   cmake --build build-asan -j "$JOBS" --target model_tests stepserve-forward
   # LibTorch is not instrumented: leak reports from its static initialisers are not ours.
@@ -34,7 +34,7 @@ if [ -z "${STEPSERVE_SKIP_SANITIZERS:-}" ]; then
     ./build-asan/tests/model_tests --gtest_brief=1
 
   stage "TSan: executor stress test"
-  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEPSERVE_SANITIZE=thread \
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTEPSERVE_SANITIZE=thread \
     -DSTEPSERVE_BUILD_SERVER=OFF -DSTEPSERVE_BUILD_BENCHMARKS=OFF >/dev/null
   cmake --build build-tsan -j "$JOBS" --target executor_stress_test
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp" \
