@@ -1,5 +1,6 @@
 #include "server/generate_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -63,7 +64,7 @@ absl::Time FromGrpcDeadline(std::chrono::system_clock::time_point deadline) {
 class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   GenerateReactor(GenerateService* service, grpc::CallbackServerContext* context)
-      : service_(service), deadline_(FromGrpcDeadline(context->deadline())) {
+      : service_(service), arrival_(absl::Now()), deadline_(FromGrpcDeadline(context->deadline())) {
     service_->StreamStarted();
   }
   ~GenerateReactor() override { service_->StreamEnded(); }
@@ -213,7 +214,14 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
   void RecordClientGoneLocked() {
     if (outcome_recorded_) return;
     outcome_recorded_ = true;
-    const bool deadline_passed = deadline_ != absl::InfiniteFuture() && absl::Now() >= deadline_;
+    // The client cancels the call when its deadline passes, a little before the server's copy of the deadline
+    // (taken from the timeout on arrival) expires; a cancel close enough to the deadline counts as one.
+    bool deadline_passed = false;
+    if (deadline_ != absl::InfiniteFuture()) {
+      const absl::Duration tolerance =
+          std::min(absl::Seconds(1), std::max(absl::Milliseconds(100), (deadline_ - arrival_) / 4));
+      deadline_passed = absl::Now() + tolerance >= deadline_;
+    }
     service_->metrics_->RecordFailure(deadline_passed ? absl::StatusCode::kDeadlineExceeded
                                                       : absl::StatusCode::kCancelled);
   }
@@ -246,6 +254,7 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
   }
 
   GenerateService* const service_;
+  const absl::Time arrival_;
   const absl::Time deadline_;
   std::string id_;
   Executor* executor_ = nullptr;

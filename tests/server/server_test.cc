@@ -278,7 +278,7 @@ TEST(ServerTest, ExpiredDeadlineStopsTheRequestAndFreesTheBlocks) {
   Stream blocker(stub.get(), LongRequest(Greedy()[0].prompt, MaxContext(server)));
   ASSERT_TRUE(blocker.Read());
   GenerateResult late = RunGenerate(stub.get(), LongRequest(Greedy()[1].prompt, MaxContext(server)),
-                                    absl::Milliseconds(300));
+                                    absl::Seconds(2));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << late.status.error_message();
   EXPECT_TRUE(WaitFor([&] {
     return server.Metrics().Get("stepserve_request_failure_total{code=\"DEADLINE_EXCEEDED\"}") == 1;
