@@ -1,0 +1,71 @@
+// Device helpers shared by the Step3p5 kernels (included by the .cu files only).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "model/kernels/cuda/launchers.h"
+
+namespace stepserve::cuda::detail {
+
+using bf16 = __nv_bfloat16;
+
+template <typename T> __device__ __forceinline__ float ToFloat(T v);
+template <> __device__ __forceinline__ float ToFloat<float>(float v) { return v; }
+template <> __device__ __forceinline__ float ToFloat<bf16>(bf16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T FromFloat(float v);
+template <> __device__ __forceinline__ float FromFloat<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 FromFloat<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// Rounds v to T's precision and back (what a CPU op that materialises a T intermediate does).
+template <typename T> __device__ __forceinline__ float RoundTo(float v) { return ToFloat<T>(FromFloat<T>(v)); }
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds >= 32 floats. blockDim.x % 32 == 0.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = WarpSum(v);
+  __syncthreads();  // scratch may be in use by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+  return WarpSum(v);
+}
+
+inline cudaError_t LastLaunchError() { return cudaGetLastError(); }
+
+}  // namespace stepserve::cuda::detail
+
+// Instantiates `FN<T, W>(args...)` for the storage dtype and the weight dtype (fp32 or the storage dtype).
+#define STEPSERVE_DISPATCH_TW(dtype, wdtype, FN, ...)                                                 \
+  do {                                                                                                \
+    using ::stepserve::cuda::DType;                                                                   \
+    using ::stepserve::cuda::detail::bf16;                                                            \
+    if ((dtype) == DType::kFloat32 && (wdtype) == DType::kFloat32) return FN<float, float>(__VA_ARGS__); \
+    if ((dtype) == DType::kBFloat16 && (wdtype) == DType::kBFloat16) return FN<bf16, bf16>(__VA_ARGS__); \
+    if ((dtype) == DType::kBFloat16 && (wdtype) == DType::kFloat32) return FN<bf16, float>(__VA_ARGS__); \
+    return cudaErrorInvalidValue;                                                                     \
+  } while (0)
+
+#define STEPSERVE_DISPATCH_T(dtype, FN, ...)                                                          \
+  do {                                                                                                \
+    using ::stepserve::cuda::DType;                                                                   \
+    using ::stepserve::cuda::detail::bf16;                                                            \
+    if ((dtype) == DType::kFloat32) return FN<float>(__VA_ARGS__);                                    \
+    if ((dtype) == DType::kBFloat16) return FN<bf16>(__VA_ARGS__);                                    \
+    return cudaErrorInvalidValue;                                                                     \
+  } while (0)
