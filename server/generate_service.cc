@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -70,6 +71,16 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
   ~GenerateReactor() override { service_->StreamEnded(); }
 
   void Start(const v1::GenerateRequest& proto) {
+    try {
+      StartOrThrow(proto);
+    } catch (const std::exception& e) {
+      refs_.store(1);
+      Refuse(absl::InternalError(absl::StrCat("internal error: ", e.what())));
+    }
+  }
+
+ private:
+  void StartOrThrow(const v1::GenerateRequest& proto) {
     Executor* executor = nullptr;
     ValidationLimits limits;
     {
@@ -110,6 +121,8 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
     }
   }
 
+
+ public:
   // Engine thread: must return quickly.
   void OnOutput(const GenerationOutput& out) {
     auto response = std::make_unique<v1::GenerateResponse>();
@@ -310,7 +323,7 @@ bool GenerateService::WaitForIdle(absl::Time deadline) {
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerateService::Generate(grpc::CallbackServerContext* context,
                                                                           const v1::GenerateRequest* request) {
   auto* reactor = new GenerateReactor(this, context);
-  reactor->Start(*request);
+  reactor->Start(*request);  // never throws: errors become the stream's status
   return reactor;
 }
 
