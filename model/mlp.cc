@@ -2,9 +2,16 @@
 
 #include <ATen/ATen.h>
 
+#ifdef STEPSERVE_CUDA
+#include "model/kernels/cuda/cuda_ops.h"
+#endif
+
 namespace stepserve {
 
 at::Tensor ClampedSwiGlu(const at::Tensor& gate_up, double limit) {
+#ifdef STEPSERVE_CUDA
+  if (gate_up.is_cuda()) return ClampedSwiGluCuda(gate_up, limit);
+#endif
   const int64_t inter = gate_up.size(-1) / 2;
   at::Tensor gate = at::silu(gate_up.narrow(-1, 0, inter));
   at::Tensor up = gate_up.narrow(-1, inter, inter);

@@ -4,6 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 
+#ifdef STEPSERVE_CUDA
+#include "model/kernels/cuda/cuda_ops.h"
+#endif
+
 namespace stepserve {
 
 MoeBlock::MoeBlock(const ModelConfig& config, int layer_index, const ModelWeights& weights)
@@ -26,6 +30,12 @@ MoeBlock::MoeBlock(const ModelConfig& config, int layer_index, const ModelWeight
 
 RouterOutput MoeBlock::Route(const at::Tensor& y) const {
   at::Tensor logits = at::matmul(y.to(at::kFloat), router_weight_.t());
+#ifdef STEPSERVE_CUDA
+  if (logits.is_cuda()) {
+    auto [indices, weights] = MoeRouteCuda(logits, router_bias_, top_k_, sigmoid_, norm_weights_, scaling_);
+    return RouterOutput{indices, weights};
+  }
+#endif
   at::Tensor scores = sigmoid_ ? at::sigmoid(logits) : at::softmax(logits, -1);
   at::Tensor choice = router_bias_.defined() ? scores + router_bias_ : scores;
   RouterOutput out;

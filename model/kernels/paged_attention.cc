@@ -2,6 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#ifdef STEPSERVE_CUDA
+#include "model/kernels/cuda/cuda_ops.h"
+#endif
+
 namespace stepserve {
 namespace {
 
@@ -35,6 +39,10 @@ at::Tensor SequenceAttention(const at::Tensor& q, const at::Tensor& keys, const 
 at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
                           const at::Tensor& v_pool, const std::vector<SeqAttention>& seqs,
                           const AttentionShape& shape) {
+#ifdef STEPSERVE_CUDA
+  // Pure decode steps use the paged decode kernel; prefill chunks on CUDA still take the ATen path below.
+  if (q.is_cuda() && IsDecodeStep(seqs)) return PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape);
+#endif
   at::Tensor out = at::empty(q.sizes(), q.options());
   for (const SeqAttention& s : seqs) {
     at::Tensor qs = q.narrow(0, s.token_begin, s.num_tokens);
@@ -53,6 +61,9 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
 
 void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
                   const std::vector<SeqAttention>& seqs) {
+#ifdef STEPSERVE_CUDA
+  if (k.is_cuda()) return WriteKvCacheCuda(k, v, k_pool, v_pool, seqs);
+#endif
   for (const SeqAttention& s : seqs) {
     if (!s.cached || s.kv.write_slots.numel() == 0) continue;
     const int64_t skip = s.kv.write_from_pos - s.start_pos;  // leading rows no future query needs
