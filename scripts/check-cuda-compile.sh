@@ -40,4 +40,5 @@ if [ "$failed" -ne 0 ]; then
   echo "check-cuda-compile: $failed of ${#files[@]} .cu files failed (nvcc $version, sm_$ARCH)" >&2
   exit 1
 fi
-echo "check-cuda-compile: ${#files[@]} .cu files compiled with nvcc $version for sm_$ARCH in $((SECONDS - start)) s, no warnings"
+echo "check-cuda-compile: ${#files[@]} .cu files compiled with nvcc $version for sm_$ARCH" \
+  "in $((SECONDS - start)) s, no warnings"

@@ -41,7 +41,9 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
                           const AttentionShape& shape) {
 #ifdef STEPSERVE_CUDA
   // Pure decode steps use the paged decode kernel; prefill chunks on CUDA still take the ATen path below.
-  if (q.is_cuda() && IsDecodeStep(seqs)) return PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape);
+  if (PagedDecodeCudaSupports(q, k_pool, seqs, shape)) {
+    return PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape);
+  }
 #endif
   at::Tensor out = at::empty(q.sizes(), q.options());
   for (const SeqAttention& s : seqs) {

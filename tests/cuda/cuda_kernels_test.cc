@@ -34,7 +34,9 @@ constexpr double kBf16Tol = 6e-2;
 at::TensorOptions Cpu(at::ScalarType t = at::kFloat) { return at::TensorOptions().dtype(t); }
 at::Device Gpu() { return at::Device(at::kCUDA, 0); }
 double Tol(at::ScalarType t) { return t == at::kFloat ? kFp32Tol : kBf16Tol; }
-double Diff(const at::Tensor& gpu, const at::Tensor& cpu) { return MaxAbsDiff(gpu.cpu().to(at::kFloat), cpu.to(at::kFloat)); }
+double Diff(const at::Tensor& gpu, const at::Tensor& cpu) {
+  return MaxAbsDiff(gpu.cpu().to(at::kFloat), cpu.to(at::kFloat));
+}
 
 class CudaKernelsTest : public ::testing::TestWithParam<at::ScalarType> {
  protected:

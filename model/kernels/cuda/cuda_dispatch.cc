@@ -187,6 +187,14 @@ bool IsDecodeStep(const std::vector<SeqAttention>& seqs) {
          std::all_of(seqs.begin(), seqs.end(), [](const SeqAttention& s) { return s.num_tokens == 1; });
 }
 
+bool PagedDecodeCudaSupports(const at::Tensor& q, const at::Tensor& k_pool, const std::vector<SeqAttention>& seqs,
+                             const AttentionShape& shape) {
+  const bool storage = q.scalar_type() == at::kFloat || q.scalar_type() == at::kBFloat16;
+  const bool pools = !k_pool.defined() || (k_pool.is_cuda() && k_pool.scalar_type() == q.scalar_type());
+  return q.is_cuda() && q.dim() == 3 && storage && pools && q.size(2) <= 256 && shape.num_kv_heads > 0 &&
+         shape.num_heads % shape.num_kv_heads == 0 && IsDecodeStep(seqs);
+}
+
 at::Tensor PagedDecodeAttentionCuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     const at::Tensor& k_pool, const at::Tensor& v_pool,
                                     const std::vector<SeqAttention>& seqs, const AttentionShape& shape,

@@ -50,6 +50,11 @@ MoePermutation MoePermuteCuda(const at::Tensor& indices, const at::Tensor& weigh
 // True when every sequence of the step has exactly one token (a pure decode step).
 bool IsDecodeStep(const std::vector<SeqAttention>& seqs);
 
+// Whether PagedDecodeAttentionCuda handles this call: a CUDA decode step, fp32 or bf16, pools (when defined)
+// in q's dtype, head_dim <= 256, heads a multiple of kv heads. Otherwise callers take the ATen path.
+bool PagedDecodeCudaSupports(const at::Tensor& q, const at::Tensor& k_pool, const std::vector<SeqAttention>& seqs,
+                             const AttentionShape& shape);
+
 // PagedAttention for a pure decode step on the GPU. With `gate` ([N, heads] logits, fp32 or bf16) defined,
 // the head-wise sigmoid gate is applied in the epilogue (what Attention::Forward does after PagedAttention);
 // undefined: plain PagedAttention. num_splits 0 picks the split-K automatically.

@@ -74,7 +74,8 @@ cudaError_t LaunchQkNormRope(DType dtype, DType weight_dtype, void* q, int64_t q
                              int rotary_dim, float eps, cudaStream_t stream) {
   if (tokens < 0 || q_heads < 0 || k_heads < 0 || head_dim <= 0 || head_dim % 2 != 0 ||
       head_dim > detail::kMaxHeadDim || rotary_dim < 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim ||
-      (q_heads > 0 && (q == nullptr || q_weight == nullptr)) || (k_heads > 0 && (k == nullptr || k_weight == nullptr)) ||
+      (q_heads > 0 && (q == nullptr || q_weight == nullptr)) ||
+      (k_heads > 0 && (k == nullptr || k_weight == nullptr)) ||
       (rotary_dim > 0 && (positions == nullptr || inv_freq == nullptr))) {
     return cudaErrorInvalidValue;
   }
