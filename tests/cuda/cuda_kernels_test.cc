@@ -2,11 +2,15 @@
 // the tiny golden model on the GPU. Built only with STEPSERVE_CUDA; every test skips without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 
 #include "model/causal_lm.h"
 #include "model/kernels/cuda/cuda_ops.h"
@@ -266,6 +270,45 @@ TEST_P(CudaDecodeTest, WriteKvCacheMatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecodeTest, ::testing::Values(at::kFloat, at::kBFloat16),
                          [](const auto& info) { return std::string(info.param == at::kFloat ? "fp32" : "bf16"); });
+
+// Timing, not a check: the decode attention call (host metadata included) at Step-3.5-Flash's attention
+// shapes, bf16, 2k cached tokens per sequence on the full layer and the 512 window on a sliding layer.
+// Prints microseconds and the K/V bytes read per second; compare with the card's peak (H100 SXM 3.35 TB/s,
+// H200 4.8 TB/s).
+TEST(CudaKernelTiming, PagedDecodeAtFlashShapes) {
+  SKIP_WITHOUT_CUDA();
+  cudaDeviceProp prop;
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  struct Shape { const char* name; int nh, nkv, window; int64_t context; };
+  for (const Shape& sh : {Shape{"full 64/8", 64, 8, 0, 2048}, Shape{"sliding 96/8", 96, 8, 512, 2048}}) {
+    for (int batch : {1, 8, 32, 128}) {
+      DecodeCase c = MakeDecodeCase(std::vector<int64_t>(batch, sh.context), sh.nh, sh.nkv, 128, sh.window,
+                                    at::kBFloat16);
+      const auto gseqs = OnGpu(c.seqs);
+      at::Tensor gq = c.q.to(Gpu()), gk = c.k.to(Gpu()), gv = c.v.to(Gpu());
+      at::Tensor gkp = c.k_pool.to(Gpu()), gvp = c.v_pool.to(Gpu()), gate = c.gate.to(Gpu());
+      for (int i = 0; i < 3; ++i) PagedDecodeAttentionCuda(gq, gk, gv, gkp, gvp, gseqs, c.shape, gate);
+      cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+      cudaEvent_t start, stop;
+      cudaEventCreate(&start);
+      cudaEventCreate(&stop);
+      constexpr int kIters = 20;
+      cudaEventRecord(start, stream);
+      for (int i = 0; i < kIters; ++i) PagedDecodeAttentionCuda(gq, gk, gv, gkp, gvp, gseqs, c.shape, gate);
+      cudaEventRecord(stop, stream);
+      cudaEventSynchronize(stop);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      cudaEventDestroy(start);
+      cudaEventDestroy(stop);
+      const int64_t keys = sh.window > 0 ? std::min<int64_t>(sh.window, sh.context + 1) : sh.context + 1;
+      const double bytes = 2.0 * batch * keys * sh.nkv * 128 * 2;  // K and V, bf16
+      const double us = 1000.0 * ms / kIters;
+      std::printf("[timing] %s: paged decode %-12s batch %3d: %8.1f us, %7.1f GB/s of K/V\n", prop.name, sh.name,
+                  batch, us, bytes / (us * 1e3));
+    }
+  }
+}
 
 // The tiny golden model on the GPU, fp32: prefill logits of all three sequences (ATen attention on CUDA plus
 // the RMSNorm / SwiGLU / routing kernels), then seq0 decoded token by token (the paged decode kernel).
