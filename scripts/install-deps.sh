@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build git ca-certificates pkg-config ccache
-  libtorch-dev libopenblas0-openmp  # OpenBLAS replaces the reference BLAS LibTorch would otherwise use (~10x faster GEMM)
+  libtorch-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev

@@ -21,26 +21,17 @@ TEST(Bf16Test, StaysWithinMeasuredTolerance) {
   for (int s = 0; s < 3; ++s) {
     const std::string p = "seq" + std::to_string(s);
     at::Tensor tokens = testing::GoldenTensor(p + ".tokens");
-    KvCacheOptions o;
-    o.num_blocks_full = 8;
-    o.num_blocks_sliding = 8;
-    o.dtype = at::kBFloat16;
-    PagedKvCache cache(model->config(), o);
-    KvSequence seq;
-    ForwardBatch batch;
-    batch.token_ids = tokens;
-    batch.seqs.push_back({tokens.numel(), 0, &seq});
-    batch.all_logits = true;
     std::vector<at::Tensor> layers;
-    auto logits = model->Forward(batch, &cache, [&](int, const at::Tensor& h) { layers.push_back(h.to(at::kFloat)); });
-    ASSERT_TRUE(logits.ok()) << logits.status();
+    at::Tensor logits = testing::SequenceLogits(*model, tokens, [&](int, const at::Tensor& h) {
+      layers.push_back(h.to(at::kFloat));
+    });
     if (s == 0) {
       EXPECT_LE(testing::MaxAbsDiff(layers[0], testing::GoldenTensor("seq0.layer0.output")), 0.06);
       EXPECT_LE(testing::MaxAbsDiff(layers[1], testing::GoldenTensor("seq0.layer1.output")), 0.4);
     }
     at::Tensor golden = testing::GoldenTensor(p + ".logits");
-    const double mean = (*logits - golden).abs().mean().item<double>();
-    const double agree = (logits->argmax(-1) == golden.argmax(-1)).to(at::kFloat).mean().item<double>();
+    const double mean = (logits - golden).abs().mean().item<double>();
+    const double agree = (logits.argmax(-1) == golden.argmax(-1)).to(at::kFloat).mean().item<double>();
     EXPECT_LE(mean, 0.06) << p;
     EXPECT_GE(agree, 0.9) << p;
     EXPECT_GT(mean, 0.0) << p << ": the bf16 path is suspiciously identical to fp32";

@@ -20,20 +20,8 @@ class GoldenTest : public ::testing::Test {
   static void TearDownTestSuite() { delete model_; }
   static CausalLM* model_;
 
-  // Runs one whole sequence (positions 0..T-1) through a fresh cache and returns every token's logits.
   at::Tensor SequenceLogits(const at::Tensor& tokens, const CausalLM::LayerObserver& observer = nullptr) {
-    KvCacheOptions o;
-    o.num_blocks_full = 8;
-    o.num_blocks_sliding = 8;
-    PagedKvCache cache(model_->config(), o);
-    KvSequence seq;
-    ForwardBatch batch;
-    batch.token_ids = tokens;
-    batch.seqs.push_back({tokens.numel(), 0, &seq});
-    batch.all_logits = true;
-    auto logits = model_->Forward(batch, &cache, observer);
-    EXPECT_TRUE(logits.ok()) << logits.status();
-    return *logits;
+    return testing::SequenceLogits(*model_, tokens, observer);
   }
 };
 CausalLM* GoldenTest::model_ = nullptr;

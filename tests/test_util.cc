@@ -48,6 +48,22 @@ std::vector<GreedyCase> GreedyCases() {
   return cases;
 }
 
+at::Tensor SequenceLogits(const CausalLM& model, const at::Tensor& tokens, const CausalLM::LayerObserver& observer) {
+  KvCacheOptions o;
+  o.num_blocks_full = static_cast<int32_t>(tokens.numel() / o.block_size + 1);
+  o.num_blocks_sliding = o.num_blocks_full + 1;
+  o.dtype = model.dtype();
+  PagedKvCache cache(model.config(), o);
+  KvSequence seq;
+  ForwardBatch batch;
+  batch.token_ids = tokens;
+  batch.seqs.push_back({tokens.numel(), 0, &seq});
+  batch.all_logits = true;
+  auto logits = model.Forward(batch, &cache, observer);
+  if (!logits.ok()) throw std::runtime_error(std::string(logits.status().message()));
+  return *logits;
+}
+
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }

@@ -29,6 +29,11 @@ struct GreedyCase {
 };
 std::vector<GreedyCase> GreedyCases();
 
+// Runs `tokens` as one sequence at positions 0..T-1 through a fresh paged cache in the model's dtype and
+// returns every token's fp32 logits.
+at::Tensor SequenceLogits(const CausalLM& model, const at::Tensor& tokens,
+                          const CausalLM::LayerObserver& observer = nullptr);
+
 double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b);
 
 // A fresh temporary directory for one test.
