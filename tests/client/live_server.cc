@@ -88,4 +88,24 @@ std::string LiveServer::metrics_url() const {
 }
 std::string LiveServer::log() const { return ReadFile(log_path_); }
 
+LiveServer* LiveServerTest::server_ = nullptr;
+std::string* LiveServerTest::start_error_ = nullptr;
+
+void LiveServerTest::SetUpTestSuite() {
+  if (!ServerInBuild()) return;
+  std::string error;
+  server_ = LiveServer::Start({}, &error).release();
+  if (server_ == nullptr) start_error_ = new std::string(error);
+}
+
+void LiveServerTest::TearDownTestSuite() {
+  delete server_;
+  server_ = nullptr;
+}
+
+void LiveServerTest::SetUp() {
+  if (!ServerInBuild()) GTEST_SKIP() << "stepserve is not built in this configuration";
+  ASSERT_NE(server_, nullptr) << (start_error_ ? *start_error_ : "");
+}
+
 }  // namespace stepserve::testing

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "client/channel.h"
 
 namespace stepserve::testing {
@@ -36,6 +38,18 @@ class LiveServer {
   int port_ = 0;
   int metrics_port_ = 0;
   std::string log_path_;
+};
+
+// A fixture whose test suite shares one live server, started before the suite and stopped after it.
+// Its tests skip when the server is not part of the build and fail when it does not start.
+class LiveServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  void SetUp() override;
+
+  static LiveServer* server_;
+  static std::string* start_error_;
 };
 
 }  // namespace stepserve::testing

@@ -57,22 +57,8 @@ TEST(StepbenchUsageTest, UnreachableServerExitsWithOne) {
   EXPECT_NE(r.err.find("UNAVAILABLE"), std::string::npos) << Describe(r);
 }
 
-class StepbenchLiveTest : public ::testing::Test {
+class StepbenchLiveTest : public LiveServerTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!ServerInBuild()) return;
-    std::string error;
-    server_ = LiveServer::Start({}, &error).release();
-    if (server_ == nullptr) start_error_ = new std::string(error);
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    if (!ServerInBuild()) GTEST_SKIP() << "stepserve is not built in this configuration";
-    ASSERT_NE(server_, nullptr) << (start_error_ ? *start_error_ : "");
-  }
   void TearDown() override {
     if (!json_path_.empty()) ::unlink(json_path_.c_str());
   }
@@ -110,13 +96,9 @@ class StepbenchLiveTest : public ::testing::Test {
     EXPECT_GE(after.generation_tokens - before.generation_tokens, j["total_output_tokens"].get<double>());
   }
 
-  static LiveServer* server_;
-  static std::string* start_error_;
   std::string json_path_;
   CommandResult last_;
 };
-LiveServer* StepbenchLiveTest::server_ = nullptr;
-std::string* StepbenchLiveTest::start_error_ = nullptr;
 
 TEST_F(StepbenchLiveTest, ClosedLoopCountsAgreeWithServerMetrics) {
   const auto before = Scrape();

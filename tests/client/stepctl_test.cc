@@ -105,22 +105,8 @@ TEST(StepctlUnreachableTest, SilentPeerHitsTheDeadline) {
       << Describe(r);
 }
 
-class StepctlLiveTest : public ::testing::Test {
+class StepctlLiveTest : public LiveServerTest {
  protected:
-  static void SetUpTestSuite() {
-    if (!ServerInBuild()) return;
-    std::string error;
-    server_ = LiveServer::Start({}, &error).release();
-    if (server_ == nullptr) start_error_ = new std::string(error);
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    if (!ServerInBuild()) GTEST_SKIP() << "stepserve is not built in this configuration";
-    ASSERT_NE(server_, nullptr) << (start_error_ ? *start_error_ : "");
-  }
   CommandResult Run(std::vector<std::string> args) {
     args.push_back("--target=" + server_->target());
     return Stepctl(args);
@@ -131,11 +117,7 @@ class StepctlLiveTest : public ::testing::Test {
     return nlohmann::json::parse(r.out).value("vocab_size", 0);
   }
 
-  static LiveServer* server_;
-  static std::string* start_error_;
 };
-LiveServer* StepctlLiveTest::server_ = nullptr;
-std::string* StepctlLiveTest::start_error_ = nullptr;
 
 TEST_F(StepctlLiveTest, HealthIsServing) {
   CommandResult r = Run({"health"});
