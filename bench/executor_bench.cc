@@ -4,6 +4,7 @@
 //  2. engine overhead: the period of a pure decode step through the executor (scheduling, batching,
 //     forward, sampling, delivery) against the bare model forward of the same batch.
 // Usage: executor_bench [--model=small] [--requests=64] [--max_num_seqs=32] [--skip_batching]
+//                       [--skip_overhead]
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -31,6 +32,7 @@ struct Flags {
   int requests = 64;
   int max_num_seqs = 32;
   bool skip_batching = false;
+  bool skip_overhead = false;
 };
 
 std::vector<GenerationRequest> Workload(int n, int vocab, uint32_t seed) {
@@ -91,6 +93,30 @@ RunResult RunWorkload(const Flags& flags, BatchingMode mode, const std::vector<G
   r.output_tokens = tokens;
   r.steps = (*ex)->Stats().num_steps_total;
   return r;
+}
+
+// What the ratio could be at most if every decode step cost the same whatever its batch size: static
+// batching needs, per batch, as many decode steps as its longest output; continuous batching at least
+// the total output over the maximum batch. Prefill (the same work in both modes) only lowers the ratio.
+std::string DecodeStepBound(const std::vector<GenerationRequest>& requests, int max_batch) {
+  int64_t static_steps = 0, total = 0, batch_max = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const int64_t out = requests[i].stopping.max_new_tokens;
+    total += out;
+    batch_max = std::max(batch_max, out);
+    if ((i + 1) % max_batch == 0 || i + 1 == requests.size()) {
+      static_steps += batch_max;
+      batch_max = 0;
+    }
+  }
+  const int64_t continuous_steps = (total + max_batch - 1) / max_batch;
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "decode-step bound for this workload: static >= %lld steps, continuous >= %lld steps, "
+                "ratio <= %.2fx at equal step cost",
+                static_cast<long long>(static_steps), static_cast<long long>(continuous_steps),
+                static_cast<double>(static_steps) / continuous_steps);
+  return line;
 }
 
 // Engine overhead at batch `batch`: executor step period vs bare forward, both with ~`context` cached tokens.
@@ -186,6 +212,7 @@ int main(int argc, char** argv) {
     else if (a.rfind("--requests=", 0) == 0) (void)absl::SimpleAtoi(value("--requests="), &flags.requests);
     else if (a.rfind("--max_num_seqs=", 0) == 0) (void)absl::SimpleAtoi(value("--max_num_seqs="), &flags.max_num_seqs);
     else if (a == "--skip_batching") flags.skip_batching = true;
+    else if (a == "--skip_overhead") flags.skip_overhead = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -204,7 +231,10 @@ int main(int argc, char** argv) {
     std::printf("static batching:     %lld output tokens in %.2f s = %.1f tok/s (%lld steps)\n",
                 static_cast<long long>(stat.output_tokens), stat.seconds, st, static_cast<long long>(stat.steps));
     std::printf("continuous / static output throughput: %.2fx\n", ct / st);
+    std::printf("%s\n", DecodeStepBound(requests, flags.max_num_seqs).c_str());
   }
-  for (int batch : {1, 8, 32}) EngineOverhead(flags, batch, 128, 12);
+  if (!flags.skip_overhead) {
+    for (int batch : {1, 8, 32}) EngineOverhead(flags, batch, 128, 12);
+  }
   return 0;
 }

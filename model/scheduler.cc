@@ -11,6 +11,12 @@ void Scheduler::Remove(Sequence* seq) {
   cache_->Release(seq->kv);
 }
 
+void Scheduler::Admit(Sequence* seq) {
+  seq->state = SequenceState::kRunning;
+  seq->admission_order = next_admission_++;
+  running_.push_back(seq);
+}
+
 void Scheduler::Preempt(Sequence* seq, SchedulerOutput& out) {
   running_.erase(std::find(running_.begin(), running_.end(), seq));
   cache_->Release(seq->kv);  // recompute from scratch when it resumes
@@ -44,6 +50,15 @@ SchedulerOutput Scheduler::Schedule() {
     tokens_left -= n;
   };
 
+  // Static batching forms its whole batch at once, up to max_num_seqs, when the previous one has
+  // finished; the members' prompts are then prefilled over as many steps as the token budget needs.
+  if (options_.mode == BatchingMode::kStatic && running_.empty()) {
+    while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
+      Admit(waiting_.front());
+      waiting_.pop_front();
+    }
+  }
+
   // 1. Running sequences, oldest admission first.
   for (size_t i = 0; i < running_.size();) {
     if (tokens_left == 0 || static_cast<int>(out.chunks.size()) >= options_.max_num_seqs) break;
@@ -63,10 +78,8 @@ SchedulerOutput Scheduler::Schedule() {
     ++i;
   }
 
-  // 2. Waiting sequences, FCFS; none are admitted in a step that had to preempt.
-  const bool static_forming = std::all_of(running_.begin(), running_.end(),
-                                          [](const Sequence* s) { return s->num_generated() == 0; });
-  const bool may_admit = out.preempted.empty() && (options_.mode == BatchingMode::kContinuous || static_forming);
+  // 2. Waiting sequences, FCFS (continuous batching only); none are admitted in a step that had to preempt.
+  const bool may_admit = out.preempted.empty() && options_.mode == BatchingMode::kContinuous;
   while (may_admit && !waiting_.empty() && tokens_left > 0 &&
          static_cast<int>(running_.size()) < options_.max_num_seqs &&
          static_cast<int>(out.chunks.size()) < options_.max_num_seqs) {
@@ -74,9 +87,7 @@ SchedulerOutput Scheduler::Schedule() {
     const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
     if (!fits(seq, n)) break;  // FCFS: nobody overtakes the head of the queue
     waiting_.pop_front();
-    seq->state = SequenceState::kRunning;
-    seq->admission_order = next_admission_++;
-    running_.push_back(seq);
+    Admit(seq);
     add(seq, n);
   }
   return out;

@@ -21,8 +21,10 @@ enum class BatchingMode { kContinuous, kStatic };
 struct SchedulerOptions {
   int max_num_seqs = 32;
   int max_num_batched_tokens = 512;
-  // kStatic: a new batch is formed only when every running sequence has finished (the baseline that
-  // continuous batching is measured against).
+  // kStatic: request-level batching, the baseline that continuous batching is measured against. When
+  // every member of the previous batch has finished, the next batch takes up to max_num_seqs waiting
+  // requests at once; nobody joins it until its last member finishes. (Finished members leave the
+  // forward pass at once, so this baseline wastes no compute on them, unlike padded static batching.)
   BatchingMode mode = BatchingMode::kContinuous;
 };
 
@@ -53,6 +55,7 @@ class Scheduler {
   int64_t num_preemptions() const { return num_preemptions_; }
 
  private:
+  void Admit(Sequence* seq);  // waiting -> running, stamped with the next admission order
   void Preempt(Sequence* seq, SchedulerOutput& out);
 
   SchedulerOptions options_;

@@ -122,5 +122,34 @@ TEST_F(SchedulerTest, StaticModeWaitsForTheWholeBatch) {
   EXPECT_EQ(o2.chunks[0].seq, b);
 }
 
+TEST_F(SchedulerTest, StaticModeFormsAFullBatchEvenWhenOnePromptFillsTheTokenBudget) {
+  auto cache = Cache(64);
+  Scheduler s({3, 4, BatchingMode::kStatic}, cache.get());
+  Sequence* a = NewSeq(4);
+  Sequence* b = NewSeq(4);
+  Sequence* c = NewSeq(4);
+  Sequence* d = NewSeq(4);
+  for (Sequence* q : {a, b, c, d}) s.AddWaiting(q);
+  SchedulerOutput o1 = s.Schedule();
+  EXPECT_EQ(s.running().size(), 3u);  // a, b and c form the batch at once
+  ASSERT_EQ(o1.chunks.size(), 1u);    // but only a's prompt fits this step's 4 tokens
+  EXPECT_EQ(o1.chunks[0].seq, a);
+  // Prefill the rest of the batch over the next steps, with a decoding meanwhile; d never joins.
+  for (int step = 0; step < 4; ++step) {
+    Complete(*cache, o1);
+    o1 = s.Schedule();
+    for (const ScheduledChunk& ch : o1.chunks) EXPECT_NE(ch.seq, d);
+  }
+  EXPECT_GT(b->num_generated(), 0);
+  EXPECT_GT(c->num_generated(), 0);
+  s.Remove(a);
+  s.Remove(b);
+  EXPECT_EQ(s.Schedule().chunks.size(), 1u);  // c alone finishes the batch
+  s.Remove(c);
+  SchedulerOutput next = s.Schedule();
+  ASSERT_EQ(next.chunks.size(), 1u);
+  EXPECT_EQ(next.chunks[0].seq, d);
+}
+
 }  // namespace
 }  // namespace stepserve
