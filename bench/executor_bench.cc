@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", DecodeStepBound(requests, flags.max_num_seqs).c_str());
   }
   if (!flags.skip_overhead) {
-    for (int batch : {1, 8, 32}) EngineOverhead(flags, batch, 128, 12);
+    for (int batch : {1, 8, 32}) EngineOverhead(flags, batch, 128, 32);
   }
   return 0;
 }

@@ -3,8 +3,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
+#include <vector>
 
 #include "model/model_loader.h"
 #include "nlohmann/json.hpp"
@@ -68,9 +71,30 @@ double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
+namespace {
+// Removes every directory MakeTempDir made when the test program exits.
+class TempDirRegistry {
+ public:
+  ~TempDirRegistry() {
+    std::error_code ignored;
+    for (const std::string& dir : dirs_) std::filesystem::remove_all(dir, ignored);
+  }
+  void Add(std::string dir) {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs_.push_back(std::move(dir));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> dirs_;
+};
+}  // namespace
+
 std::string MakeTempDir(const std::string& tag) {
+  static TempDirRegistry registry;
   std::string pattern = (std::filesystem::temp_directory_path() / ("stepserve-" + tag + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  registry.Add(pattern);
   return pattern;
 }
 
