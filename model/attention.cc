@@ -8,6 +8,10 @@
 #include "model/kernels/paged_attention.h"
 #include "model/rms_norm.h"
 
+#ifdef STEPSERVE_CUDA
+#include "model/kernels/cuda/cuda_ops.h"
+#endif
+
 namespace stepserve {
 
 Attention::Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device)
@@ -31,12 +35,22 @@ at::Tensor Attention::Forward(const at::Tensor& x, const StepAttentionMetadata& 
   at::Tensor q = qkv.narrow(1, 0, nh * d).view({n, nh, d});
   at::Tensor k = qkv.narrow(1, nh * d, nkv * d).view({n, nkv, d});
   at::Tensor v = qkv.narrow(1, (nh + nkv) * d, nkv * d).view({n, nkv, d});
-  q = RmsNorm(q, q_norm_, eps_);
-  k = RmsNorm(k, k_norm_, eps_);
-  if (rotary_.rotary_dim() > 0) {
-    auto [cos, sin] = rotary_.CosSin(meta.positions);
-    q = rotary_.Apply(q, cos, sin);
-    k = rotary_.Apply(k, cos, sin);
+  bool normed_and_rotated = false;
+#ifdef STEPSERVE_CUDA
+  if (x.is_cuda()) {
+    // One launch, in place on the views into qkv (this step's own buffer).
+    QkNormRopeCuda(q, k, q_norm_, k_norm_, meta.positions, rotary_.inv_freq(), rotary_.rotary_dim(), eps_);
+    normed_and_rotated = true;
+  }
+#endif
+  if (!normed_and_rotated) {
+    q = RmsNorm(q, q_norm_, eps_);
+    k = RmsNorm(k, k_norm_, eps_);
+    if (rotary_.rotary_dim() > 0) {
+      auto [cos, sin] = rotary_.CosSin(meta.positions);
+      q = rotary_.Apply(q, cos, sin);
+      k = rotary_.Apply(k, cos, sin);
+    }
   }
   const auto& seqs = meta.seqs[static_cast<int>(layer_.attention_kind)];
   AttentionShape shape{static_cast<int>(nh), static_cast<int>(nkv), layer_.sliding_window,
@@ -46,9 +60,19 @@ at::Tensor Attention::Forward(const at::Tensor& x, const StepAttentionMetadata& 
     k_pool = cache->KeyPool(layer_index_);
     v_pool = cache->ValuePool(layer_index_);
   }
-  at::Tensor out = PagedAttention(q, k, v, k_pool, v_pool, seqs, shape);
+  at::Tensor out;
+  bool gated = false;
+#ifdef STEPSERVE_CUDA
+  if (PagedDecodeCudaSupports(q, k_pool, seqs, shape)) {
+    // Decode steps: the head-wise gate is applied in the attention kernel's epilogue.
+    at::Tensor gate_logits = g_proj_.defined() ? at::matmul(x, g_proj_.t()) : at::Tensor();
+    out = PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape, gate_logits);
+    gated = g_proj_.defined();
+  }
+#endif
+  if (!out.defined()) out = PagedAttention(q, k, v, k_pool, v_pool, seqs, shape);
   if (cache != nullptr) WriteKvCache(k, v, cache->KeyPool(layer_index_), cache->ValuePool(layer_index_), seqs);
-  if (g_proj_.defined()) {
+  if (g_proj_.defined() && !gated) {
     at::Tensor gate = at::sigmoid(at::matmul(x, g_proj_.t()).to(at::kFloat));  // [N, heads]
     out = (out.to(at::kFloat) * gate.unsqueeze(-1)).to(x.scalar_type());
   }

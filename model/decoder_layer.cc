@@ -5,6 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "model/rms_norm.h"
 
+#ifdef STEPSERVE_CUDA
+#include "model/kernels/cuda/cuda_ops.h"
+#endif
+
 namespace stepserve {
 
 DecoderLayer::DecoderLayer(const ModelConfig& config, int layer_index, const ModelWeights& weights,
@@ -22,9 +26,19 @@ DecoderLayer::DecoderLayer(const ModelConfig& config, int layer_index, const Mod
 
 at::Tensor DecoderLayer::Forward(const at::Tensor& x, const StepAttentionMetadata& meta,
                                  PagedKvCache* cache) const {
-  at::Tensor h = x + attention_.Forward(RmsNorm(x, input_norm_, eps_), meta, cache);
-  at::Tensor y = RmsNorm(h, post_norm_, eps_);
+  at::Tensor h = attention_.Forward(RmsNorm(x, input_norm_, eps_), meta, cache);
+  at::Tensor y = AddResidualAndNorm(x, h);
   return h + (moe_ ? moe_->Forward(y) : mlp_->Forward(y));
+}
+
+at::Tensor DecoderLayer::AddResidualAndNorm(const at::Tensor& residual, at::Tensor& h) const {
+#ifdef STEPSERVE_CUDA
+  if (h.is_cuda() && h.is_contiguous() && h.scalar_type() == residual.scalar_type()) {
+    return AddRmsNormCuda(residual, h, post_norm_, eps_);
+  }
+#endif
+  h = residual + h;
+  return RmsNorm(h, post_norm_, eps_);
 }
 
 }  // namespace stepserve

@@ -23,6 +23,10 @@ class DecoderLayer {
   const at::Tensor& post_attention_layernorm() const { return post_norm_; }
 
  private:
+  // h = residual + h; returns RmsNorm(h, post_norm_). One fused launch on CUDA (h is updated in place:
+  // it is the attention output this layer owns).
+  at::Tensor AddResidualAndNorm(const at::Tensor& residual, at::Tensor& h) const;
+
   double eps_;
   at::Tensor input_norm_, post_norm_;
   Attention attention_;
