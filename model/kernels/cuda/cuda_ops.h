@@ -17,15 +17,14 @@ namespace stepserve {
 at::Tensor RmsNormCuda(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Fused residual add + RMSNorm(+1): residual += x (in place, rounded to residual's dtype), returns
-// RmsNorm(residual). Stands in for `h = h + x; y = RmsNorm(h, w, eps)` in DecoderLayer (not wired yet).
+// RmsNorm(residual). Used by DecoderLayer::AddResidualAndNorm for `h = x + h; y = RmsNorm(h, w, eps)`.
 // residual must be contiguous; x is made contiguous.
 at::Tensor AddRmsNormCuda(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
 
 // In place: per-head RMSNorm(+1) of q [N, q_heads, d] and k [N, kv_heads, d] with q_weight / k_weight [d],
 // then rotate-half RoPE on the first rotary_dim channels at `positions` (int64 [N]) with inv_freq (fp32
 // [rotary_dim / 2], RotaryEmbedding::inv_freq()). q and k may be views into the packed QKV output (head
-// stride d, channel stride 1). Stands in for RmsNorm + RotaryEmbedding::CosSin/Apply in Attention::Forward
-// (not wired yet).
+// stride d, channel stride 1). Stands in for RmsNorm + RotaryEmbedding::CosSin/Apply in Attention::Forward.
 void QkNormRopeCuda(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const at::Tensor& k_weight,
                     const at::Tensor& positions, const at::Tensor& inv_freq, int rotary_dim, double eps);
 
