@@ -60,20 +60,19 @@ at::Tensor Attention::Forward(const at::Tensor& x, const StepAttentionMetadata& 
     k_pool = cache->KeyPool(layer_index_);
     v_pool = cache->ValuePool(layer_index_);
   }
+  at::Tensor gate_logits = g_proj_.defined() ? at::matmul(x, g_proj_.t()) : at::Tensor();  // [N, heads]
   at::Tensor out;
-  bool gated = false;
 #ifdef STEPSERVE_CUDA
   if (PagedDecodeCudaSupports(q, k_pool, seqs, shape)) {
     // Decode steps: the head-wise gate is applied in the attention kernel's epilogue.
-    at::Tensor gate_logits = g_proj_.defined() ? at::matmul(x, g_proj_.t()) : at::Tensor();
     out = PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape, gate_logits);
-    gated = g_proj_.defined();
+    gate_logits = at::Tensor();
   }
 #endif
   if (!out.defined()) out = PagedAttention(q, k, v, k_pool, v_pool, seqs, shape);
   if (cache != nullptr) WriteKvCache(k, v, cache->KeyPool(layer_index_), cache->ValuePool(layer_index_), seqs);
-  if (g_proj_.defined() && !gated) {
-    at::Tensor gate = at::sigmoid(at::matmul(x, g_proj_.t()).to(at::kFloat));  // [N, heads]
+  if (gate_logits.defined()) {
+    at::Tensor gate = at::sigmoid(gate_logits.to(at::kFloat));
     out = (out.to(at::kFloat) * gate.unsqueeze(-1)).to(x.scalar_type());
   }
   return at::matmul(out.reshape({n, nh * d}), o_proj_.t());

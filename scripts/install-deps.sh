@@ -6,8 +6,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build git ca-certificates pkg-config ccache
   libtorch-dev
-  # OpenBLAS replaces the reference BLAS behind libtorch's libblas.so.3: 5-20x faster CPU GEMMs
-  # (docs/performance.md). The pthread build beats the OpenMP one here.
+  # OpenBLAS replaces the reference BLAS behind libtorch's libblas.so.3 (measured speed-ups in
+  # docs/performance.md); the pthread build measured faster than the OpenMP one.
   libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev
