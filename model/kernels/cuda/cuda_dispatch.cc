@@ -1,4 +1,4 @@
-// ATen wrappers of the CUDA launchers (model/kernels/cuda/launchers.h). Built only with STEPSERVE_CUDA.
+// ATen wrappers of the CUDA launchers (model/ops/cuda/launchers.h). Built only with STEPSERVE_CUDA.
 #include "model/kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "model/kernels/cuda/launchers.h"
+#include "model/ops/cuda/launchers.h"
 
 namespace stepserve {
 namespace {

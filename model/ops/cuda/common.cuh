@@ -6,7 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "model/kernels/cuda/launchers.h"
+#include "model/ops/cuda/launchers.h"
 
 namespace stepserve::cuda::detail {
 

@@ -2,7 +2,7 @@
 // grouped expert GEMMs, all on the device (no host round trip).
 #include <algorithm>
 
-#include "model/kernels/cuda/common.cuh"
+#include "model/ops/cuda/common.cuh"
 
 namespace stepserve::cuda {
 namespace detail {

@@ -4,7 +4,7 @@
 // the epilogue, and split-K over long contexts (flash-decoding) with a reduction kernel. fp32 math.
 #include <algorithm>
 
-#include "model/kernels/cuda/common.cuh"
+#include "model/ops/cuda/common.cuh"
 
 namespace stepserve::cuda {
 namespace detail {

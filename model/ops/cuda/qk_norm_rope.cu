@@ -1,5 +1,5 @@
 // (b) Per-head Q/K RMSNorm(+1) fused with partial rotary (rotate-half), in place. One warp per head vector.
-#include "model/kernels/cuda/common.cuh"
+#include "model/ops/cuda/common.cuh"
 
 namespace stepserve::cuda {
 namespace detail {

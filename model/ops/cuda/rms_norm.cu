@@ -1,5 +1,5 @@
 // (a) RMSNorm(+1) with an optional fused residual add. One block per row; fp32 math; VEC-wide loads.
-#include "model/kernels/cuda/common.cuh"
+#include "model/ops/cuda/common.cuh"
 
 namespace stepserve::cuda {
 namespace detail {

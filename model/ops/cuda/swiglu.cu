@@ -1,7 +1,7 @@
 // (c) Clamped SwiGLU over the packed [gate | up] projection output. Grid-stride, one element per thread step.
 #include <algorithm>
 
-#include "model/kernels/cuda/common.cuh"
+#include "model/ops/cuda/common.cuh"
 
 namespace stepserve::cuda {
 namespace detail {
