@@ -4,9 +4,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "model/config.h"
-#include "model/forward_batch.h"
 #include "model/kv_cache.h"
 #include "model/rotary_embedding.h"
+#include "model/step_inputs.h"
 #include "model/weights.h"
 
 namespace stepserve {
@@ -15,8 +15,8 @@ class Attention {
  public:
   Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device);
 
-  // x [N, hidden] -> [N, hidden]. `cache` may be null when no chunk has a cache handle.
-  at::Tensor Forward(const at::Tensor& x, const StepAttentionMetadata& meta, PagedKvCache* cache) const;
+  // x [N, hidden] -> [N, hidden]. `pools` may be null when no chunk of the step is cached.
+  at::Tensor Forward(const at::Tensor& x, const StepInputs& step, KvPools* pools) const;
 
   const RotaryEmbedding& rotary() const { return rotary_; }
 

@@ -13,6 +13,8 @@
 #include "model/decoder_layer.h"
 #include "model/forward_batch.h"
 #include "model/kv_cache.h"
+#include "model/step_inputs.h"
+#include "model/step_plan.h"
 #include "model/weights.h"
 
 namespace stepserve {
@@ -31,14 +33,21 @@ class CausalLM {
   // Optional hook called with each layer's residual-stream output (tests, debugging).
   using LayerObserver = std::function<void(int layer, const at::Tensor& hidden)>;
 
-  // Runs the packed batch; appends each cached chunk's keys to `cache` (which may be null when no chunk
-  // has a handle). Returns fp32 logits: [num_seqs, vocab] (last token of each), or [tokens, vocab] when
-  // batch.all_logits. Fails without side effects on bad input or when the cache lacks blocks.
+  // Runs one planned step: the plan's blocks are already allocated; this only computes (reads and writes
+  // the pools, changes no allocator state). Returns fp32 logits on the model's device: [num_seqs, vocab]
+  // (last token of each chunk), or [tokens, vocab] when plan.all_logits. Bad plans fail with a status;
+  // device errors (CUDA out of memory, a failed launch) throw c10::Error, which the executor catches.
+  absl::StatusOr<at::Tensor> Execute(const StepPlan& plan, KvPools* pools,
+                                     const LayerObserver& observer = nullptr) const;
+
+  // The one-call path for tests, tools and benchmarks: allocates the chunks' blocks in `cache` (which may be
+  // null when no chunk has a handle), plans, executes and advances each handle. Fails without side effects
+  // on bad input or when the cache lacks blocks.
   absl::StatusOr<at::Tensor> Forward(const ForwardBatch& batch, PagedKvCache* cache,
                                      const LayerObserver& observer = nullptr) const;
 
-  // Builds per-step metadata and grows each handle's cache state (exposed for the executor and tests).
-  absl::StatusOr<StepAttentionMetadata> PrepareStep(const ForwardBatch& batch, PagedKvCache* cache) const;
+  // The plan on this model's device (for tests that drive one layer).
+  StepInputs Upload(const StepPlan& plan) const;
 
  private:
   ModelConfig config_;

@@ -3,11 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
-#include "model/rms_norm.h"
-
-#ifdef STEPSERVE_CUDA
-#include "model/kernels/cuda/cuda_ops.h"
-#endif
+#include "model/ops/rms_norm.h"
 
 namespace stepserve {
 
@@ -24,21 +20,11 @@ DecoderLayer::DecoderLayer(const ModelConfig& config, int layer_index, const Mod
   }
 }
 
-at::Tensor DecoderLayer::Forward(const at::Tensor& x, const StepAttentionMetadata& meta,
-                                 PagedKvCache* cache) const {
-  at::Tensor h = attention_.Forward(RmsNorm(x, input_norm_, eps_), meta, cache);
-  at::Tensor y = AddResidualAndNorm(x, h);
+at::Tensor DecoderLayer::Forward(const at::Tensor& x, const StepInputs& step, KvPools* pools) const {
+  at::Tensor h = attention_.Forward(RmsNorm(x, input_norm_, eps_), step, pools);
+  // h = x + h in place (h is this layer's own attention output), y = RmsNorm(h): one fused op.
+  at::Tensor y = AddRmsNorm(x, h, post_norm_, eps_);
   return h + (moe_ ? moe_->Forward(y) : mlp_->Forward(y));
-}
-
-at::Tensor DecoderLayer::AddResidualAndNorm(const at::Tensor& residual, at::Tensor& h) const {
-#ifdef STEPSERVE_CUDA
-  if (h.is_cuda() && h.is_contiguous() && h.scalar_type() == residual.scalar_type()) {
-    return AddRmsNormCuda(residual, h, post_norm_, eps_);
-  }
-#endif
-  h = residual + h;
-  return RmsNorm(h, post_norm_, eps_);
 }
 
 }  // namespace stepserve

@@ -15,7 +15,7 @@ class DecoderLayer {
  public:
   DecoderLayer(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device);
 
-  at::Tensor Forward(const at::Tensor& x, const StepAttentionMetadata& meta, PagedKvCache* cache) const;
+  at::Tensor Forward(const at::Tensor& x, const StepInputs& step, KvPools* pools) const;
 
   const Attention& attention() const { return attention_; }
   const MoeBlock* moe() const { return moe_.get(); }
@@ -23,10 +23,6 @@ class DecoderLayer {
   const at::Tensor& post_attention_layernorm() const { return post_norm_; }
 
  private:
-  // h = residual + h; returns RmsNorm(h, post_norm_). One fused launch on CUDA (h is updated in place:
-  // it is the attention output this layer owns).
-  at::Tensor AddResidualAndNorm(const at::Tensor& residual, at::Tensor& h) const;
-
   double eps_;
   at::Tensor input_norm_, post_norm_;
   Attention attention_;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
 #include "model/device_memory.h"
@@ -25,6 +26,7 @@ const char* FinishReasonName(FinishReason reason) {
     case FinishReason::kCancelled: return "cancelled";
     case FinishReason::kAborted: return "aborted";
     case FinishReason::kDeadlineExceeded: return "deadline_exceeded";
+    case FinishReason::kError: return "error";
   }
   return "unknown";
 }
@@ -48,7 +50,8 @@ class Executor::Impl {
       : owner_(owner),
         cache_(std::move(cache)),
         scheduler_(SchedulerOptions{options.max_num_seqs, options.max_num_batched_tokens, options.batching_mode},
-                   cache_.get()),
+                   &cache_->blocks()),
+        fault_hook_(options.step_fault_hook),
         seed_base_(std::random_device{}()) {}
 
   void Start() { thread_ = std::thread([this] { Loop(); }); }
@@ -70,9 +73,18 @@ class Executor::Impl {
   // One engine step; returns false when there was nothing to do.
   bool Step();
   // Finishes `seq` (under mu_): frees its blocks, queues its final output, forgets it.
-  void Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out);
+  void Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out,
+              const absl::Status& error = absl::OkStatus());
+  // Runs the planned step's forward pass and copies its logits to the host (the one device-to-host copy
+  // of a step). Every exception becomes a status: the engine thread never dies of a failed step.
+  absl::StatusOr<at::Tensor> RunForward(const StepPlan& plan, int64_t step_index, bool* out_of_memory);
+  // Samples each finished chunk's next token from the host logits and delivers it (under mu_).
+  void SampleAndDeliver(const SchedulerOutput& plan, const at::Tensor& host_logits, absl::Time now,
+                        std::vector<Delivery>& deliveries);
   GenerationOutput MakeOutput(const Sequence& seq, absl::Time now) const;
   static void Deliver(std::vector<Delivery>& deliveries);
+  // Ends every request in flight with kError (takes mu_).
+  void FailAllInFlight(const absl::Status& error);
   // Copies the pool occupancy into stats_ (under mu_, on the engine thread).
   void RefreshKvStats();
 
@@ -85,6 +97,8 @@ class Executor::Impl {
   std::unordered_map<std::string, std::unique_ptr<Sequence>> seqs_;
   ExecutorStats stats_;
   StepObserver observer_;
+  std::function<void(int64_t)> fault_hook_;
+  int64_t forward_steps_ = 0;  // engine thread only
   uint64_t seed_base_;
   uint64_t request_counter_ = 0;
   bool stop_ = false;
@@ -183,12 +197,14 @@ GenerationOutput Executor::Impl::MakeOutput(const Sequence& seq, absl::Time now)
   return out;
 }
 
-void Executor::Impl::Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out) {
+void Executor::Impl::Finish(Sequence* seq, FinishReason reason, absl::Time now, std::vector<Delivery>& out,
+                            const absl::Status& error) {
   scheduler_.Remove(seq);
   seq->state = SequenceState::kFinished;
   GenerationOutput o = MakeOutput(*seq, now);
   o.finished = true;
   o.finish_reason = reason;
+  o.error = error;
   o.queue_time = seq->first_scheduled ? *seq->first_scheduled - seq->arrival : now - seq->arrival;
   o.time_to_first_token = seq->first_token ? *seq->first_token - seq->arrival : absl::ZeroDuration();
   o.e2e_latency = now - seq->arrival;
@@ -198,10 +214,25 @@ void Executor::Impl::Finish(Sequence* seq, FinishReason reason, absl::Time now, 
 }
 
 void Executor::Impl::RefreshKvStats() {
-  stats_.kv_blocks_used = cache_->NumUsedBlocks(AttentionKind::kFull) + cache_->NumUsedBlocks(AttentionKind::kSliding);
-  stats_.kv_sliding_blocks_used = cache_->NumUsedBlocks(AttentionKind::kSliding);
-  stats_.kv_blocks_free = cache_->NumFreeBlocks(AttentionKind::kFull) + cache_->NumFreeBlocks(AttentionKind::kSliding);
-  stats_.kv_usage_ratio = cache_->UsageRatio();
+  const BlockManager& b = cache_->blocks();
+  stats_.kv_blocks_used = b.NumUsedBlocks(AttentionKind::kFull) + b.NumUsedBlocks(AttentionKind::kSliding);
+  stats_.kv_sliding_blocks_used = b.NumUsedBlocks(AttentionKind::kSliding);
+  stats_.kv_blocks_free = b.NumFreeBlocks(AttentionKind::kFull) + b.NumFreeBlocks(AttentionKind::kSliding);
+  stats_.kv_usage_ratio = b.UsageRatio();
+}
+
+void Executor::Impl::FailAllInFlight(const absl::Status& error) {
+  std::vector<Delivery> deliveries;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    LogError(error.ToString(), "; ending ", seqs_.size(), " requests");
+    ++stats_.step_failures_total;
+    std::vector<Sequence*> all;
+    for (auto& [id, seq] : seqs_) all.push_back(seq.get());
+    for (Sequence* s : all) Finish(s, FinishReason::kError, absl::Now(), deliveries, error);
+    RefreshKvStats();
+  }
+  Deliver(deliveries);
 }
 
 void Executor::Impl::Deliver(std::vector<Delivery>& deliveries) {
@@ -209,10 +240,69 @@ void Executor::Impl::Deliver(std::vector<Delivery>& deliveries) {
   deliveries.clear();
 }
 
+absl::StatusOr<at::Tensor> Executor::Impl::RunForward(const StepPlan& plan, int64_t step_index,
+                                                      bool* out_of_memory) {
+  *out_of_memory = false;
+  try {
+    if (fault_hook_) fault_hook_(step_index);
+    absl::StatusOr<at::Tensor> logits = owner_->model().Execute(plan, &cache_->pools());
+    if (!logits.ok()) return logits.status();
+    // The step's one device-to-host copy: the sampler reads host memory only.
+    return logits->to(at::kCPU).contiguous();
+  } catch (const c10::OutOfMemoryError& e) {
+    *out_of_memory = true;
+    return absl::InternalError(absl::StrCat("engine step failed: device out of memory: ", e.what_without_backtrace()));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("engine step failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("engine step failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("engine step failed: unknown exception");
+  }
+}
+
+void Executor::Impl::SampleAndDeliver(const SchedulerOutput& plan, const at::Tensor& host_logits, absl::Time now,
+                                      std::vector<Delivery>& deliveries) {
+  const int vocab = static_cast<int>(host_logits.size(1));
+  const float* rows = host_logits.data_ptr<float>();  // host memory: RunForward copied it
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    Sequence* s = plan.chunks[i].seq;
+    if (s->state != SequenceState::kRunning) continue;
+    if (s->num_uncomputed() > 0) continue;  // a prefill chunk that does not reach the end yet
+    const SampleResult r = SampleToken(rows + i * static_cast<int64_t>(vocab), vocab, s->request.sampling,
+                                       s->history, s->seed, s->num_generated(), s->request.logprobs);
+    s->tokens.push_back(r.token);
+    ++s->history.generated_counts[r.token];
+    ++stats_.generation_tokens_total;
+    if (!s->first_token) {
+      s->first_token = now;
+      stats_.prompt_tokens_total += s->num_prompt;  // each request's prompt, counted once
+    }
+    GenerationOutput o = MakeOutput(*s, now);
+    o.token_ids.push_back(r.token);
+    if (s->request.logprobs > 0) o.logprobs.push_back(r.logprob);
+    deliveries.push_back({s->callback, std::move(o)});
+
+    const StoppingCriteria& stop = s->request.stopping;
+    const auto& stops = stop.stop_token_ids;
+    const auto& eos = owner_->config().eos_token_ids;
+    FinishReason reason = FinishReason::kNone;
+    if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) {
+      reason = FinishReason::kStopToken;
+    } else if (!stop.ignore_eos && std::find(eos.begin(), eos.end(), r.token) != eos.end()) {
+      reason = FinishReason::kEos;
+    } else if (s->num_generated() >= stop.max_new_tokens ||
+               static_cast<int64_t>(s->tokens.size()) >= owner_->max_context()) {
+      reason = FinishReason::kLength;
+    }
+    if (reason != FinishReason::kNone) Finish(s, reason, now, deliveries);
+  }
+}
+
 bool Executor::Impl::Step() {
   std::vector<Delivery> deliveries;
   SchedulerOutput plan;
-  ForwardBatch batch;
+  StepPlan step_plan;
   {
     std::unique_lock<std::mutex> lock(mu_);
     const absl::Time now = absl::Now();
@@ -232,16 +322,15 @@ bool Executor::Impl::Step() {
       }
     }
     for (size_t i = 0; i < done.size(); ++i) Finish(done[i], reasons[i], now, deliveries);
+    // The scheduler allocates every scheduled chunk's blocks; the plan is all the forward pass needs.
     plan = scheduler_.Schedule();
-    std::vector<int64_t> tokens;
+    StepPlanBuilder builder(&cache_->blocks());
     for (const ScheduledChunk& c : plan.chunks) {
       Sequence* s = c.seq;
       if (!s->first_scheduled) s->first_scheduled = now;
-      const int64_t from = s->num_computed();
-      tokens.insert(tokens.end(), s->tokens.begin() + from, s->tokens.begin() + from + c.num_tokens);
-      batch.seqs.push_back({c.num_tokens, from, &s->kv});
+      builder.Add(s->tokens.data() + s->num_computed(), c.num_tokens, s->num_computed(), &s->kv);
     }
-    batch.token_ids = at::tensor(tokens, at::TensorOptions().dtype(at::kLong));
+    step_plan = builder.Build();
     if (plan.chunks.empty()) {
       RefreshKvStats();
       idle_cv_.notify_all();
@@ -251,9 +340,10 @@ bool Executor::Impl::Step() {
     }
   }
 
-  // The forward pass runs without the lock: only this thread touches the model and the KV cache.
+  // The forward pass runs without the lock: only this thread touches the model and the KV pools.
   const absl::Time t0 = absl::Now();
-  absl::StatusOr<at::Tensor> logits = owner_->model().Forward(batch, cache_.get());
+  bool out_of_memory = false;
+  absl::StatusOr<at::Tensor> logits = RunForward(step_plan, forward_steps_++, &out_of_memory);
   const absl::Time t1 = absl::Now();
   StepObserver observer;
   StepInfo info;
@@ -261,43 +351,15 @@ bool Executor::Impl::Step() {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.num_steps_total;
     if (!logits.ok()) {
-      LogError("engine step failed, aborting its ", plan.chunks.size(), " requests: ", logits.status().ToString());
-      for (const ScheduledChunk& c : plan.chunks) Finish(c.seq, FinishReason::kAborted, t1, deliveries);
+      // Only this step's requests end; the engine keeps serving the others and the next ones.
+      ++stats_.step_failures_total;
+      if (out_of_memory) ++stats_.step_oom_failures_total;
+      LogError("engine step failed, ending its ", plan.chunks.size(), " requests: ", logits.status().ToString());
+      for (const ScheduledChunk& c : plan.chunks) Finish(c.seq, FinishReason::kError, t1, deliveries, logits.status());
     } else {
-      at::Tensor rows = logits->contiguous();
-      const int vocab = static_cast<int>(rows.size(1));
-      for (size_t i = 0; i < plan.chunks.size(); ++i) {
-        Sequence* s = plan.chunks[i].seq;
-        if (s->state != SequenceState::kRunning) continue;
-        if (s->num_uncomputed() > 0) continue;  // a prefill chunk that does not reach the end yet
-        const SampleResult r = SampleToken(rows[i].data_ptr<float>(), vocab, s->request.sampling, s->history,
-                                           s->seed, s->num_generated(), s->request.logprobs);
-        s->tokens.push_back(r.token);
-        ++s->history.generated_counts[r.token];
-        ++stats_.generation_tokens_total;
-        if (!s->first_token) {
-          s->first_token = t1;
-          stats_.prompt_tokens_total += s->num_prompt;  // each request's prompt, counted once
-        }
-        GenerationOutput o = MakeOutput(*s, t1);
-        o.token_ids.push_back(r.token);
-        if (s->request.logprobs > 0) o.logprobs.push_back(r.logprob);
-        deliveries.push_back({s->callback, std::move(o)});
-
-        const StoppingCriteria& stop = s->request.stopping;
-        const auto& stops = stop.stop_token_ids;
-        const auto& eos = owner_->config().eos_token_ids;
-        FinishReason reason = FinishReason::kNone;
-        if (std::find(stops.begin(), stops.end(), r.token) != stops.end()) {
-          reason = FinishReason::kStopToken;
-        } else if (!stop.ignore_eos && std::find(eos.begin(), eos.end(), r.token) != eos.end()) {
-          reason = FinishReason::kEos;
-        } else if (s->num_generated() >= stop.max_new_tokens ||
-                   static_cast<int64_t>(s->tokens.size()) >= owner_->max_context()) {
-          reason = FinishReason::kLength;
-        }
-        if (reason != FinishReason::kNone) Finish(s, reason, t1, deliveries);
-      }
+      ++stats_.logits_host_copies_total;
+      for (const ScheduledChunk& c : plan.chunks) cache_->blocks().CommitStep(c.seq->kv, c.num_tokens);
+      SampleAndDeliver(plan, *logits, t1, deliveries);
     }
     RefreshKvStats();
     observer = observer_;
@@ -322,7 +384,16 @@ void Executor::Impl::Loop() {
         return;
       }
     }
-    if (!Step()) {
+    bool progressed = false;
+    try {
+      progressed = Step();
+    } catch (const std::exception& e) {
+      // A failure outside the forward pass (RunForward catches those) is a bug; end what is in flight
+      // with a clear status rather than let the exception kill the engine thread and the server.
+      FailAllInFlight(absl::InternalError(absl::StrCat("engine step failed outside the forward pass: ", e.what())));
+      progressed = true;
+    }
+    if (!progressed) {
       // Nothing schedulable (e.g. the pool is full of queued work that cannot start): wait briefly.
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(5));
@@ -355,8 +426,13 @@ absl::Status Executor::Impl::RunWarmup() {
   const int64_t n = std::min<int64_t>(4, owner_->max_context());
   batch.token_ids = at::zeros({n}, at::TensorOptions().dtype(at::kLong));
   batch.seqs.push_back({n, 0, &warm});
-  auto logits = owner_->model().Forward(batch, cache_.get());
-  cache_->Release(warm);
+  absl::StatusOr<at::Tensor> logits = absl::UnknownError("warm-up did not run");
+  try {
+    logits = owner_->model().Forward(batch, cache_.get());
+  } catch (const std::exception& e) {
+    logits = absl::InternalError(absl::StrCat("warm-up step failed: ", e.what()));
+  }
+  cache_->blocks().Release(warm);
   return logits.status();
 }
 
@@ -378,18 +454,14 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<Causa
     ASSIGN_OR_RETURN(int64_t free, FreeDeviceMemoryBytes(device));
     bytes = static_cast<int64_t>(static_cast<double>(free) * options.kv_cache_memory_fraction);
   }
-  ASSIGN_OR_RETURN(KvCacheOptions kv, KvCacheOptionsFromBudget(model->config(), bytes, options.block_size,
-                                                               options.max_num_seqs, model->dtype(), device));
+  ASSIGN_OR_RETURN(KvCacheOptions kv,
+                   KvCacheOptionsFromBudget(model->config(), bytes, options.block_size, options.max_num_seqs,
+                                            options.max_num_batched_tokens, model->dtype(), device));
   std::unique_ptr<Executor> ex(new Executor(std::move(model), options));
-  ex->impl_ = std::make_unique<Impl>(ex.get(), std::make_unique<PagedKvCache>(ex->config(), kv), options);
-  const ModelConfig& config = ex->config();
-  if (config.HasAttentionKind(AttentionKind::kFull)) {
-    ex->kv_capacity_tokens_ = static_cast<int64_t>(kv.num_blocks_full) * kv.block_size;
-  } else {
-    const int64_t per_seq = (config.MaxSlidingWindow() + kv.block_size - 1) / kv.block_size + 1;
-    ex->kv_capacity_tokens_ = config.max_position_embeddings * (kv.num_blocks_sliding / per_seq);
-  }
-  ex->max_context_ = std::min<int64_t>(config.max_position_embeddings, ex->kv_capacity_tokens_);
+  auto cache = std::make_unique<PagedKvCache>(ex->config(), kv);
+  ex->kv_capacity_tokens_ = cache->CapacityTokens();
+  ex->max_context_ = std::min<int64_t>(ex->config().max_position_embeddings, ex->kv_capacity_tokens_);
+  ex->impl_ = std::make_unique<Impl>(ex.get(), std::move(cache), options);
   if (ex->max_context_ < 1) return absl::InvalidArgumentError("the KV cache cannot hold a single sequence");
   if (options.run_warmup) RETURN_IF_ERROR(ex->impl_->RunWarmup());
   ex->impl_->Start();

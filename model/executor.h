@@ -21,6 +21,7 @@
 #include "model/generation.h"
 #include "model/kv_cache.h"
 #include "model/scheduler.h"
+#include "model/step_plan.h"
 
 namespace stepserve {
 
@@ -35,6 +36,10 @@ struct ExecutorOptions {
   int max_logprobs = 20;         // largest logprobs (top-n) accepted
   bool run_warmup = true;        // one forward step before Create() returns
   BatchingMode batching_mode = BatchingMode::kContinuous;  // kStatic: the baseline for benchmarks
+  // Test-only fault injection: called on the engine thread before each step's forward pass with the step's
+  // index (0-based, counting steps that ran a forward pass); whatever it throws is handled like a failure
+  // of the forward pass itself.
+  std::function<void(int64_t step)> step_fault_hook;
 };
 
 struct ExecutorStats {
@@ -50,6 +55,9 @@ struct ExecutorStats {
   int64_t num_preemptions_total = 0;
   int64_t num_steps_total = 0;
   int64_t requests_finished_total = 0;
+  int64_t step_failures_total = 0;      // steps whose forward pass failed (their requests ended with kError)
+  int64_t step_oom_failures_total = 0;  // of which device out-of-memory errors
+  int64_t logits_host_copies_total = 0; // device-to-host logits copies: exactly one per successful step
 };
 
 // Per-step information for metrics (called on the engine thread after each step).

@@ -1,14 +1,13 @@
-// The input of one model forward pass: a packed batch of sequence chunks.
+// A packed batch of sequence chunks for CausalLM::Forward, the one-call path of tests, tools and benchmarks
+// (the executor plans steps with the scheduler and calls CausalLM::Execute instead).
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
-#include "model/config.h"
-#include "model/kv_cache.h"
+#include "model/block_manager.h"
 
 namespace stepserve {
 
@@ -24,20 +23,6 @@ struct ForwardBatch {
   std::vector<SequenceChunk> seqs;
   // Which token rows get logits: false = the last token of each sequence, true = every token.
   bool all_logits = false;
-};
-
-// Per-step attention inputs for one sequence and one attention kind, derived from the batch and cache.
-struct SeqAttention {
-  int64_t token_begin = 0;  // row of the first token in the flat batch
-  int64_t num_tokens = 0;
-  int64_t start_pos = 0;
-  KvStepPlan kv;            // undefined tensors when the chunk has no cache handle
-  bool cached = false;
-};
-
-struct StepAttentionMetadata {
-  at::Tensor positions;  // int64 [total tokens]
-  std::array<std::vector<SeqAttention>, kNumAttentionKinds> seqs;
 };
 
 }  // namespace stepserve

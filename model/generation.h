@@ -39,7 +39,9 @@ struct GenerationRequest {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
-enum class FinishReason { kNone, kStopToken, kEos, kLength, kCancelled, kAborted, kDeadlineExceeded };
+// kError: the engine step that carried the request failed (GenerationOutput::error says why); the server
+// answers INTERNAL and keeps serving.
+enum class FinishReason { kNone, kStopToken, kEos, kLength, kCancelled, kAborted, kDeadlineExceeded, kError };
 const char* FinishReasonName(FinishReason reason);
 
 struct TokenLogprob {
@@ -56,6 +58,7 @@ struct GenerationOutput {
   absl::Time time;                     // when the step that produced these tokens finished
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
+  absl::Status error;                  // with kError: what failed (INTERNAL)
   int prompt_tokens = 0;
   int completion_tokens = 0;
   absl::Duration queue_time;           // arrival to first scheduled

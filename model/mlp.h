@@ -5,12 +5,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "model/ops/swiglu.h"
 #include "model/weights.h"
 
 namespace stepserve {
-
-// gate_up [N, 2 * I] (gate first, up second) -> [N, I].
-at::Tensor ClampedSwiGlu(const at::Tensor& gate_up, double limit);
 
 class SwiGluMlp {
  public:

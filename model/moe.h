@@ -1,5 +1,6 @@
 // Step3p5 mixture of experts: fp32 router (sigmoid or softmax; bias only steers the choice), top-k,
-// optional normalisation and scaling; tokens are grouped per chosen expert, plus a shared expert.
+// optional normalisation and scaling; tokens are grouped per chosen expert, plus a shared expert. Routing,
+// the permutation and the expert GEMMs are ops (model/ops/moe_*.h): on CUDA none of them reads the host.
 #pragma once
 
 #include <memory>
@@ -8,14 +9,10 @@
 
 #include "model/config.h"
 #include "model/mlp.h"
+#include "model/ops/moe_routing.h"
 #include "model/weights.h"
 
 namespace stepserve {
-
-struct RouterOutput {
-  at::Tensor indices;  // int64 [N, top_k]
-  at::Tensor weights;  // fp32 [N, top_k], final (normalised and scaled)
-};
 
 class MoeBlock {
  public:

@@ -32,21 +32,4 @@ RotaryEmbedding::RotaryEmbedding(const LayerConfig& layer, const RopeScaling& sc
   inv_freq_ = at::tensor(freq, at::TensorOptions().dtype(at::kFloat)).to(device);
 }
 
-std::pair<at::Tensor, at::Tensor> RotaryEmbedding::CosSin(const at::Tensor& positions) const {
-  at::Tensor angles = positions.to(at::kFloat).unsqueeze(1) * inv_freq_.unsqueeze(0);
-  return {angles.cos(), angles.sin()};
-}
-
-at::Tensor RotaryEmbedding::Apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const {
-  if (rotary_dim_ == 0) return x;
-  const int half = rotary_dim_ / 2;
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor x1 = xf.narrow(-1, 0, half);
-  at::Tensor x2 = xf.narrow(-1, half, half);
-  at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // broadcast over heads
-  std::vector<at::Tensor> parts = {x1 * c - x2 * s, x2 * c + x1 * s};
-  if (rotary_dim_ < x.size(-1)) parts.push_back(xf.narrow(-1, rotary_dim_, x.size(-1) - rotary_dim_));
-  return at::cat(parts, -1).to(x.scalar_type());
-}
-
 }  // namespace stepserve

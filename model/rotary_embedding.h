@@ -1,4 +1,5 @@
-// Rotary position embedding: per-layer theta, partial rotary dimension, optional llama3 rescaling.
+// Rotary position embedding frequencies: per-layer theta, partial rotary dimension, optional llama3
+// rescaling. The rotation itself is the fused op model/ops/qk_norm_rope.h.
 #pragma once
 
 #include <utility>
@@ -15,13 +16,6 @@ class RotaryEmbedding {
 
   int rotary_dim() const { return rotary_dim_; }
   const at::Tensor& inv_freq() const { return inv_freq_; }  // fp32 [rotary_dim / 2]
-
-  // cos and sin tables, fp32 [positions, rotary_dim / 2].
-  std::pair<at::Tensor, at::Tensor> CosSin(const at::Tensor& positions) const;
-
-  // Rotates (rotate-half style) the first rotary_dim channels of x [tokens, heads, head_dim] in place
-  // of a copy; the remaining channels pass through. Returns x's dtype.
-  at::Tensor Apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
 
  private:
   int rotary_dim_;

@@ -1,14 +1,13 @@
 #include "model/scheduler.h"
 
 #include <algorithm>
-#include <array>
 
 namespace stepserve {
 
 void Scheduler::Remove(Sequence* seq) {
   if (auto it = std::find(running_.begin(), running_.end(), seq); it != running_.end()) running_.erase(it);
   if (auto it = std::find(waiting_.begin(), waiting_.end(), seq); it != waiting_.end()) waiting_.erase(it);
-  cache_->Release(seq->kv);
+  blocks_->Release(seq->kv);
 }
 
 void Scheduler::Admit(Sequence* seq) {
@@ -19,7 +18,7 @@ void Scheduler::Admit(Sequence* seq) {
 
 void Scheduler::Preempt(Sequence* seq, SchedulerOutput& out) {
   running_.erase(std::find(running_.begin(), running_.end(), seq));
-  cache_->Release(seq->kv);  // recompute from scratch when it resumes
+  blocks_->Release(seq->kv);  // recompute from scratch when it resumes
   seq->state = SequenceState::kWaiting;
   ++seq->num_preemptions;
   ++num_preemptions_;
@@ -30,20 +29,7 @@ void Scheduler::Preempt(Sequence* seq, SchedulerOutput& out) {
 SchedulerOutput Scheduler::Schedule() {
   SchedulerOutput out;
   int64_t tokens_left = options_.max_num_batched_tokens;
-  std::array<int64_t, kNumAttentionKinds> reserved{};
-  // Blocks released by one sequence are not counted for another within the step (order independence).
-  auto fits = [&](const Sequence* s, int64_t n) {
-    for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
-      const int k = static_cast<int>(kind);
-      const int64_t need = std::max(0, cache_->BlocksNeeded(s->kv, n, kind));
-      if (reserved[k] + need > cache_->NumFreeBlocks(kind)) return false;
-    }
-    return true;
-  };
   auto add = [&](Sequence* s, int64_t n) {
-    for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
-      reserved[static_cast<int>(kind)] += std::max(0, cache_->BlocksNeeded(s->kv, n, kind));
-    }
     const bool decode = s->num_generated() > 0 && s->num_uncomputed() == 1;
     (decode ? out.num_decode_tokens : out.num_prefill_tokens) += static_cast<int>(n);
     out.chunks.push_back({s, n});
@@ -65,7 +51,7 @@ SchedulerOutput Scheduler::Schedule() {
     Sequence* seq = running_[i];
     const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
     bool self_preempted = false;
-    while (!fits(seq, n)) {
+    while (!blocks_->AllocateSlots(seq->kv, n)) {
       Sequence* victim = running_.back();  // most recently admitted
       Preempt(victim, out);
       if (victim == seq) {
@@ -85,7 +71,7 @@ SchedulerOutput Scheduler::Schedule() {
          static_cast<int>(out.chunks.size()) < options_.max_num_seqs) {
     Sequence* seq = waiting_.front();
     const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
-    if (!fits(seq, n)) break;  // FCFS: nobody overtakes the head of the queue
+    if (!blocks_->AllocateSlots(seq->kv, n)) break;  // FCFS: nobody overtakes the head of the queue
     waiting_.pop_front();
     Admit(seq);
     add(seq, n);

@@ -2,16 +2,18 @@
 //
 // Policy (as in vLLM's scheduler): running sequences first, in admission order, each taking one decode
 // token or the next chunk of its prompt (chunked prefill); then waiting sequences FCFS while the step's
-// token and sequence budgets and the KV pool allow. When the pool cannot hold a running sequence's next
-// tokens, the most recently admitted running sequence is preempted (its blocks freed, recomputed later)
-// and goes to the front of the waiting queue. Not thread-safe: the executor serialises calls.
+// token and sequence budgets and the KV pool allow. The scheduler allocates: every chunk it schedules has
+// its blocks (BlockManager::AllocateSlots) before the step runs, so the step plan is all the forward pass
+// needs. When the pool cannot hold a running sequence's next tokens, the most recently admitted running
+// sequence is preempted (its blocks freed, recomputed later) and goes to the front of the waiting queue
+// (vLLM v1's allocate_slots-or-preempt). Not thread-safe: the executor serialises calls.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <vector>
 
-#include "model/kv_cache.h"
+#include "model/block_manager.h"
 #include "model/sequence.h"
 
 namespace stepserve {
@@ -30,7 +32,7 @@ struct SchedulerOptions {
 
 struct ScheduledChunk {
   Sequence* seq = nullptr;
-  int64_t num_tokens = 0;  // tokens fed this step, starting at seq->num_computed()
+  int64_t num_tokens = 0;  // tokens fed this step, starting at seq->num_computed(); blocks allocated
 };
 
 struct SchedulerOutput {
@@ -42,7 +44,7 @@ struct SchedulerOutput {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerOptions& options, PagedKvCache* cache) : options_(options), cache_(cache) {}
+  Scheduler(const SchedulerOptions& options, BlockManager* blocks) : options_(options), blocks_(blocks) {}
 
   void AddWaiting(Sequence* seq) { waiting_.push_back(seq); }
   // Removes a sequence from whichever queue holds it and frees its blocks.
@@ -59,7 +61,7 @@ class Scheduler {
   void Preempt(Sequence* seq, SchedulerOutput& out);
 
   SchedulerOptions options_;
-  PagedKvCache* cache_;
+  BlockManager* blocks_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;  // admission order
   uint64_t next_admission_ = 0;

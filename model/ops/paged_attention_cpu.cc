@@ -1,14 +1,13 @@
-#include "model/kernels/paged_attention.h"
-
+// The ATen twin of paged attention (prefill and decode) and of the KV write. Pure ATen, so it also runs
+// on CUDA tensors (the CUDA twin uses it for prefill chunks); the only host data it reads is the metadata's
+// per-sequence host part.
 #include <algorithm>
 #include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
 
-#ifdef STEPSERVE_CUDA
-#include "model/kernels/cuda/cuda_ops.h"
-#endif
+#include "model/ops/paged_attention.h"
 
 namespace stepserve {
 namespace {
@@ -50,8 +49,9 @@ at::Tensor SequenceAttention(const at::Tensor& q, const at::Tensor& keys, const 
     at::Tensor scores = at::bmm(qg, kt.narrow(2, k_lo, kn)).mul_(shape.scale).view({nkv, group, tn, kn});
     if (tn > 1) {
       // Causal and window masks inside the tile's key range (a lone decode query sees all of it).
-      at::Tensor qpos = at::arange(first_q, last_q + 1, at::TensorOptions().dtype(at::kLong).device(q.device()));
-      at::Tensor kpos = at::arange(key_pos0 + k_lo, key_pos0 + k_hi, at::TensorOptions().dtype(at::kLong).device(q.device()));
+      const auto lopts = at::TensorOptions().dtype(at::kLong).device(q.device());
+      at::Tensor qpos = at::arange(first_q, last_q + 1, lopts);
+      at::Tensor kpos = at::arange(key_pos0 + k_lo, key_pos0 + k_hi, lopts);
       at::Tensor rel = qpos.unsqueeze(1) - kpos.unsqueeze(0);  // i - j
       at::Tensor hidden = rel < 0;
       if (shape.window > 0) hidden = hidden.logical_or(rel >= shape.window);
@@ -66,43 +66,32 @@ at::Tensor SequenceAttention(const at::Tensor& q, const at::Tensor& keys, const 
 
 }  // namespace
 
-at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
-                          const at::Tensor& v_pool, const std::vector<SeqAttention>& seqs,
-                          const AttentionShape& shape) {
-#ifdef STEPSERVE_CUDA
-  // Pure decode steps use the paged decode kernel; prefill chunks on CUDA still take the ATen path below.
-  if (PagedDecodeCudaSupports(q, k_pool, seqs, shape)) {
-    return PagedDecodeAttentionCuda(q, k, v, k_pool, v_pool, seqs, shape);
-  }
-#endif
+at::Tensor PagedAttentionCpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
+                             const at::Tensor& v_pool, const AttentionMetadata& meta, const AttentionShape& shape,
+                             const at::Tensor& gate) {
   at::Tensor out = at::empty(q.sizes(), q.options());
-  for (const SeqAttention& s : seqs) {
+  for (const AttentionSeq& s : meta.seqs) {
     at::Tensor qs = q.narrow(0, s.token_begin, s.num_tokens);
     at::Tensor ks = k.narrow(0, s.token_begin, s.num_tokens);
     at::Tensor vs = v.narrow(0, s.token_begin, s.num_tokens);
     int64_t key_pos0 = s.start_pos;
-    if (s.cached && s.kv.read_slots.numel() > 0) {
-      ks = at::cat({k_pool.index_select(0, s.kv.read_slots), ks}, 0);
-      vs = at::cat({v_pool.index_select(0, s.kv.read_slots), vs}, 0);
-      key_pos0 = s.kv.read_from_pos;
+    if (s.num_cached() > 0) {
+      at::Tensor slots = meta.read_slots.narrow(0, s.read_offset, s.num_cached());
+      ks = at::cat({k_pool.index_select(0, slots).to(k.scalar_type()), ks}, 0);
+      vs = at::cat({v_pool.index_select(0, slots).to(v.scalar_type()), vs}, 0);
+      key_pos0 = s.first_cached_pos;
     }
     out.narrow(0, s.token_begin, s.num_tokens).copy_(SequenceAttention(qs, ks, vs, s.start_pos, key_pos0, shape));
   }
+  if (gate.defined()) out = (out.to(at::kFloat) * at::sigmoid(gate.to(at::kFloat)).unsqueeze(-1)).to(q.scalar_type());
   return out;
 }
 
-void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
-                  const std::vector<SeqAttention>& seqs) {
-#ifdef STEPSERVE_CUDA
-  if (k.is_cuda()) return WriteKvCacheCuda(k, v, k_pool, v_pool, seqs);
-#endif
-  for (const SeqAttention& s : seqs) {
-    if (!s.cached || s.kv.write_slots.numel() == 0) continue;
-    const int64_t skip = s.kv.write_from_pos - s.start_pos;  // leading rows no future query needs
-    const int64_t count = s.kv.write_slots.numel();
-    k_pool.index_copy_(0, s.kv.write_slots, k.narrow(0, s.token_begin + skip, count).to(k_pool.scalar_type()));
-    v_pool.index_copy_(0, s.kv.write_slots, v.narrow(0, s.token_begin + skip, count).to(v_pool.scalar_type()));
-  }
+void WriteKvCacheCpu(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
+                     const AttentionMetadata& meta) {
+  if (!meta.write_rows.defined() || meta.write_rows.numel() == 0) return;
+  k_pool.index_copy_(0, meta.write_slots, k.index_select(0, meta.write_rows).to(k_pool.scalar_type()));
+  v_pool.index_copy_(0, meta.write_slots, v.index_select(0, meta.write_rows).to(v_pool.scalar_type()));
 }
 
 }  // namespace stepserve
