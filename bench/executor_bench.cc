@@ -126,7 +126,7 @@ void EngineOverhead(const Flags& flags, int batch, int context, int steps) {
   const int vocab = model->config().vocab_size;
 
   // Bare forward: prefill `batch` sequences, then time `steps` decode steps.
-  auto kv = KvCacheOptionsFromBudget(model->config(), 2ll << 30, 16, batch, model->dtype(), model->device());
+  auto kv = KvCacheOptionsFromBudget(model->config(), 2ll << 30, 16, batch, batch, model->dtype(), model->device());
   PagedKvCache cache(model->config(), *kv);
   std::vector<KvSequence> seqs(batch);
   std::mt19937 rng(5);
@@ -149,7 +149,7 @@ void EngineOverhead(const Flags& flags, int batch, int context, int steps) {
     (void)model->Forward(step, &cache);
     bare.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
   }
-  for (auto& s : seqs) cache.Release(s);
+  for (auto& s : seqs) cache.blocks().Release(s);
 
   // Through the executor: `batch` requests with the same prompt length, decode steps timed end to end
   // (the interval between consecutive step completions while the batch is purely decoding).

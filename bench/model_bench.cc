@@ -2,6 +2,7 @@
 // 1, 8 and 32 with 256 cached tokens per sequence. Run: build/bench/model_bench [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -15,10 +16,21 @@
 namespace stepserve {
 namespace {
 
+// STEPSERVE_BENCH_DEVICE (cpu, cuda) and STEPSERVE_BENCH_DTYPE (float32, bfloat16) pick where it runs.
+ModelLoadOptions BenchLoadOptions() {
+  ModelLoadOptions o;
+  if (const char* d = std::getenv("STEPSERVE_BENCH_DEVICE"); d != nullptr && *d != '\0') o.device = at::Device(d);
+  if (const char* t = std::getenv("STEPSERVE_BENCH_DTYPE"); t != nullptr && *t != '\0') {
+    auto dtype = ParseDtype(t);
+    if (dtype.ok()) o.dtype = *dtype;
+  }
+  return o;
+}
+
 const CausalLM& SmallModel() {
   static std::unique_ptr<CausalLM> model = [] {
     SetLogQuiet(true);
-    auto m = LoadModel("small", ModelLoadOptions{});
+    auto m = LoadModel("small", BenchLoadOptions());
     if (!m.ok()) std::abort();
     return std::move(m).value();
   }();
@@ -30,6 +42,8 @@ std::unique_ptr<PagedKvCache> MakeCache(const ModelConfig& config, int64_t seqs,
   o.block_size = 16;
   o.num_blocks_full = static_cast<int32_t>(seqs * ((tokens_per_seq + 15) / 16 + 1));
   o.num_blocks_sliding = static_cast<int32_t>(seqs * (config.MaxSlidingWindow() / 16 + 3));
+  o.dtype = SmallModel().dtype();
+  o.device = SmallModel().device();
   return std::make_unique<PagedKvCache>(config, o);
 }
 

@@ -28,14 +28,15 @@ v1::FinishReason ToProto(FinishReason reason) {
     case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
     case FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
     case FinishReason::kDeadlineExceeded: return v1::FINISH_REASON_DEADLINE_EXCEEDED;
+    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
     case FinishReason::kNone: break;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-// The gRPC status a stream ends with, given the executor's finish reason.
-absl::Status FinishStatus(FinishReason reason) {
-  switch (reason) {
+// The gRPC status a stream ends with, given the executor's final output.
+absl::Status FinishStatus(const GenerationOutput& out) {
+  switch (out.finish_reason) {
     case FinishReason::kStopToken:
     case FinishReason::kEos:
     case FinishReason::kLength:
@@ -46,6 +47,9 @@ absl::Status FinishStatus(FinishReason reason) {
       return absl::DeadlineExceededError("the request's deadline passed");
     case FinishReason::kAborted:
       return absl::UnavailableError("request aborted: the server shut down before it finished");
+    case FinishReason::kError:
+      return absl::InternalError(out.error.ok() ? std::string("the engine step carrying this request failed")
+                                                : std::string(out.error.message()));
     case FinishReason::kNone:
       break;
   }
@@ -152,7 +156,7 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
       response->mutable_timings()->set_queue_time_s(absl::ToDoubleSeconds(out.queue_time));
       response->mutable_timings()->set_time_to_first_token_s(absl::ToDoubleSeconds(out.time_to_first_token));
       response->mutable_timings()->set_e2e_latency_s(absl::ToDoubleSeconds(out.e2e_latency));
-      final_status = FinishStatus(out.finish_reason);
+      final_status = FinishStatus(out);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

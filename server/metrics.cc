@@ -52,6 +52,7 @@ const char* FinishReasonLabel(FinishReason reason) {
     case FinishReason::kCancelled: return "cancelled";
     case FinishReason::kAborted: return "aborted";
     case FinishReason::kDeadlineExceeded: return "deadline_exceeded";
+    case FinishReason::kError: return "error";
     case FinishReason::kNone: break;
   }
   return "none";
@@ -89,6 +90,12 @@ class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
                                  MetricType::Counter, static_cast<double>(stats.generation_tokens_total)));
     out.push_back(OneValueFamily("stepserve_num_preemptions_total", "Sequences preempted for lack of KV blocks.",
                                  MetricType::Counter, static_cast<double>(stats.num_preemptions_total)));
+    out.push_back(OneValueFamily("stepserve_engine_step_failures_total",
+                                 "Engine steps whose forward pass failed; their requests ended with INTERNAL.",
+                                 MetricType::Counter, static_cast<double>(stats.step_failures_total)));
+    out.push_back(OneValueFamily("stepserve_engine_oom_total",
+                                 "Engine steps that failed with a device out-of-memory error (also in step failures).",
+                                 MetricType::Counter, static_cast<double>(stats.step_oom_failures_total)));
     return out;
   }
 

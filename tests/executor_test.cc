@@ -17,8 +17,16 @@ namespace {
 using testing::GreedyRequest;
 using testing::OutputCollector;
 
+// Every test runs once per device of testing::TestDevices() (cpu; cuda on a GPU machine).
+at::Device g_device = at::kCPU;
+
+class ExecutorTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { g_device = at::Device(GetParam()); }
+};
+
 std::unique_ptr<Executor> MakeExecutor(ExecutorOptions options = {}) {
-  auto ex = Executor::Create(testing::LoadTinyModel(), options);
+  auto ex = Executor::Create(testing::LoadTinyModel(at::kFloat, g_device), options);
   EXPECT_TRUE(ex.ok()) << ex.status();
   return std::move(ex).value();
 }
@@ -60,9 +68,10 @@ std::vector<GenerationRequest> MixedRequests(int n, uint32_t seed) {
   return out;
 }
 
-TEST(ExecutorTest, TeacherForcedDecodeThroughPagedCache) {
-  auto model = testing::LoadTinyModel();
+TEST_P(ExecutorTest, TeacherForcedDecodeThroughPagedCache) {
+  auto model = testing::LoadTinyModel(at::kFloat, g_device);
   KvCacheOptions o;
+  o.device = g_device;
   o.num_blocks_full = 8;
   o.num_blocks_sliding = 8;
   PagedKvCache cache(model->config(), o);
@@ -86,7 +95,7 @@ TEST(ExecutorTest, TeacherForcedDecodeThroughPagedCache) {
   }
 }
 
-TEST(ExecutorTest, GoldenGreedyContinuationsAlone) {
+TEST_P(ExecutorTest, GoldenGreedyContinuationsAlone) {
   auto cases = testing::GreedyCases();
   ASSERT_EQ(cases.size(), 4u);
   std::vector<GenerationRequest> requests;
@@ -97,7 +106,7 @@ TEST(ExecutorTest, GoldenGreedyContinuationsAlone) {
   for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(outputs[i], cases[i].greedy) << "case " << i;
 }
 
-TEST(ExecutorTest, GoldenGreedyContinuationsSixteenAtOnce) {
+TEST_P(ExecutorTest, GoldenGreedyContinuationsSixteenAtOnce) {
   auto cases = testing::GreedyCases();
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 16; ++i) requests.push_back(GreedyRequest("g" + std::to_string(i), cases[i % 4].prompt, 20));
@@ -107,7 +116,7 @@ TEST(ExecutorTest, GoldenGreedyContinuationsSixteenAtOnce) {
   EXPECT_GT(ex->Stats().num_steps_total, 0);
 }
 
-TEST(ExecutorTest, BatchInvarianceOfGreedyAndSeededSampling) {
+TEST_P(ExecutorTest, BatchInvarianceOfGreedyAndSeededSampling) {
   auto requests = MixedRequests(16, 7);
   GenerationRequest sampled = GreedyRequest("sampled", {5, 6, 7, 8, 9}, 24);
   sampled.sampling.temperature = 0.9f;
@@ -125,7 +134,7 @@ TEST(ExecutorTest, BatchInvarianceOfGreedyAndSeededSampling) {
   EXPECT_NE(RunAlone({sampled})[0], alone.back());
 }
 
-TEST(ExecutorTest, ChunkedPrefillEqualsUnchunked) {
+TEST_P(ExecutorTest, ChunkedPrefillEqualsUnchunked) {
   auto requests = MixedRequests(8, 11);
   ExecutorOptions chunked;
   chunked.max_num_batched_tokens = 7;
@@ -134,7 +143,7 @@ TEST(ExecutorTest, ChunkedPrefillEqualsUnchunked) {
   EXPECT_EQ(RunTogether(*a, requests), RunTogether(*b, requests));
 }
 
-TEST(ExecutorTest, SlidingLayersStayWithinTheirBlockBound) {
+TEST_P(ExecutorTest, SlidingLayersStayWithinTheirBlockBound) {
   ExecutorOptions options;
   options.block_size = 4;
   auto ex = MakeExecutor(options);
@@ -150,7 +159,7 @@ TEST(ExecutorTest, SlidingLayersStayWithinTheirBlockBound) {
   EXPECT_EQ(ex->Stats().kv_blocks_used, 0);
 }
 
-TEST(ExecutorTest, PreemptionKeepsOutputsExact) {
+TEST_P(ExecutorTest, PreemptionKeepsOutputsExact) {
   auto requests = MixedRequests(12, 5);
   auto expected = RunTogether(*MakeExecutor(), requests);
   ExecutorOptions tight;
@@ -166,7 +175,7 @@ TEST(ExecutorTest, PreemptionKeepsOutputsExact) {
   EXPECT_EQ(s.kv_blocks_used, 0);
 }
 
-TEST(ExecutorTest, CancellationQueuedMidPrefillAndMidDecodeFreesTheCache) {
+TEST_P(ExecutorTest, CancellationQueuedMidPrefillAndMidDecodeFreesTheCache) {
   ExecutorOptions options;
   options.max_num_seqs = 1;
   options.max_num_batched_tokens = 8;
@@ -206,7 +215,7 @@ TEST(ExecutorTest, CancellationQueuedMidPrefillAndMidDecodeFreesTheCache) {
   EXPECT_FALSE(ex->Cancel("prefill"));  // already gone
 }
 
-TEST(ExecutorTest, DeadlineStopsTheRequest) {
+TEST_P(ExecutorTest, DeadlineStopsTheRequest) {
   auto ex = MakeExecutor();
   OutputCollector c;
   GenerationRequest r = GreedyRequest("late", {1, 2, 3}, 4000);
@@ -217,7 +226,7 @@ TEST(ExecutorTest, DeadlineStopsTheRequest) {
   EXPECT_EQ(ex->Stats().kv_blocks_used, 0);
 }
 
-TEST(ExecutorTest, StopTokenEosAndLength) {
+TEST_P(ExecutorTest, StopTokenEosAndLength) {
   auto ex = MakeExecutor();
   auto cases = testing::GreedyCases();
   OutputCollector c;
@@ -235,7 +244,7 @@ TEST(ExecutorTest, StopTokenEosAndLength) {
   EXPECT_EQ(c.Get("len").final_output.prompt_tokens, static_cast<int>(cases[1].prompt.size()));
 }
 
-TEST(ExecutorTest, EosStopsUnlessIgnored) {
+TEST_P(ExecutorTest, EosStopsUnlessIgnored) {
   auto ex = MakeExecutor();
   OutputCollector c;
   // Sampling at high temperature over 300 tokens hits token 2 within a few hundred draws.
@@ -257,7 +266,7 @@ TEST(ExecutorTest, EosStopsUnlessIgnored) {
   EXPECT_EQ(c.Get("eos-ignored").reason, FinishReason::kLength);
 }
 
-TEST(ExecutorTest, LogprobsAreNormalisedAndSorted) {
+TEST_P(ExecutorTest, LogprobsAreNormalisedAndSorted) {
   auto ex = MakeExecutor();
   OutputCollector c;
   GenerationRequest r = GreedyRequest("lp", {10, 11, 12}, 6);
@@ -277,7 +286,7 @@ TEST(ExecutorTest, LogprobsAreNormalisedAndSorted) {
   }
 }
 
-TEST(ExecutorTest, AdmissionErrorsNameTheField) {
+TEST_P(ExecutorTest, AdmissionErrorsNameTheField) {
   ExecutorOptions options;
   options.max_new_tokens_cap = 100;
   auto ex = MakeExecutor(options);
@@ -338,7 +347,7 @@ TEST(ExecutorTest, AdmissionErrorsNameTheField) {
   ASSERT_TRUE(c.WaitFinished(1));
 }
 
-TEST(ExecutorTest, QueueFullIsResourceExhaustedWhileAdmittedComplete) {
+TEST_P(ExecutorTest, QueueFullIsResourceExhaustedWhileAdmittedComplete) {
   ExecutorOptions options;
   options.max_num_seqs = 1;
   options.max_queue = 2;
@@ -359,7 +368,7 @@ TEST(ExecutorTest, QueueFullIsResourceExhaustedWhileAdmittedComplete) {
   for (int i = 0; i < accepted; ++i) EXPECT_EQ(c.Get("q" + std::to_string(i)).reason, FinishReason::kLength);
 }
 
-TEST(ExecutorTest, DrainFinishesInFlightThenRefuses) {
+TEST_P(ExecutorTest, DrainFinishesInFlightThenRefuses) {
   auto ex = MakeExecutor();
   OutputCollector c;
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(ex->Submit(GreedyRequest("d" + std::to_string(i), {3, 4}, 10), c.Callback()).ok());
@@ -369,7 +378,7 @@ TEST(ExecutorTest, DrainFinishesInFlightThenRefuses) {
   EXPECT_EQ(ex->Submit(GreedyRequest("late", {1}, 1), c.Callback()).code(), absl::StatusCode::kUnavailable);
 }
 
-TEST(ExecutorTest, DrainTimeoutAbortsTheRest) {
+TEST_P(ExecutorTest, DrainTimeoutAbortsTheRest) {
   auto ex = MakeExecutor();
   OutputCollector c;
   ASSERT_TRUE(ex->Submit(GreedyRequest("long", {3, 4}, 4000), c.Callback()).ok());
@@ -378,13 +387,16 @@ TEST(ExecutorTest, DrainTimeoutAbortsTheRest) {
   EXPECT_EQ(c.Get("long").reason, FinishReason::kAborted);
 }
 
-TEST(ExecutorTest, StaticBatchingGivesTheSameTokens) {
+TEST_P(ExecutorTest, StaticBatchingGivesTheSameTokens) {
   auto requests = MixedRequests(10, 9);
   ExecutorOptions stat;
   stat.batching_mode = BatchingMode::kStatic;
   stat.max_num_seqs = 4;
   EXPECT_EQ(RunTogether(*MakeExecutor(stat), requests), RunTogether(*MakeExecutor(), requests));
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, ExecutorTest, ::testing::ValuesIn(testing::TestDevices()),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace stepserve

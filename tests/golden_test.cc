@@ -3,7 +3,7 @@
 
 #include <ATen/ATen.h>
 
-#include "model/rms_norm.h"
+#include "model/ops/rms_norm.h"
 #include "tests/test_util.h"
 
 namespace stepserve {
@@ -47,7 +47,9 @@ TEST_F(GoldenTest, PerLayerResidualOutputs) {
 TEST_F(GoldenTest, RopeTables) {
   at::Tensor positions = at::arange(40, at::TensorOptions().dtype(at::kLong));
   for (int i = 0; i < 5; ++i) {
-    auto [cos, sin] = model_->layers()[i]->attention().rotary().CosSin(positions);
+    at::Tensor angles = positions.to(at::kFloat).unsqueeze(1) *
+                        model_->layers()[i]->attention().rotary().inv_freq().unsqueeze(0);
+    at::Tensor cos = angles.cos(), sin = angles.sin();
     const std::string p = "rope.layer" + std::to_string(i);
     EXPECT_LE(MaxAbsDiff(cos, GoldenTensor(p + ".cos")), kTol) << p;
     EXPECT_LE(MaxAbsDiff(sin, GoldenTensor(p + ".sin")), kTol) << p;
@@ -62,16 +64,14 @@ TEST_F(GoldenTest, FinalRmsNorm) {
 
 TEST_F(GoldenTest, AttentionSublayerAtOffsetPositions) {
   at::Tensor x = GoldenTensor("attn.input");
-  StepAttentionMetadata meta;
-  meta.positions = GoldenTensor("attn.positions");
-  for (int k = 0; k < kNumAttentionKinds; ++k) {
-    SeqAttention s;
-    s.num_tokens = x.size(0);
-    s.start_pos = 30;
-    meta.seqs[k].push_back(s);
-  }
+  // One uncached chunk at positions 30.. (the golden positions).
+  StepPlanBuilder builder(nullptr);
+  const std::vector<int64_t> ids(x.size(0), 0);
+  builder.Add(ids.data(), x.size(0), 30, nullptr);
+  const StepInputs step = model_->Upload(builder.Build());
+  ASSERT_TRUE(at::equal(step.positions, GoldenTensor("attn.positions").to(at::kLong)));
   for (int layer : {0, 1}) {
-    at::Tensor out = model_->layers()[layer]->attention().Forward(x, meta, nullptr);
+    at::Tensor out = model_->layers()[layer]->attention().Forward(x, step, nullptr);
     EXPECT_LE(MaxAbsDiff(out, GoldenTensor("attn.layer" + std::to_string(layer) + ".output")), kTol)
         << "layer " << layer;
   }
@@ -106,20 +106,17 @@ TEST_F(GoldenTest, RouterChoicesInsideTheFullModel) {
   for (int layer = 2; layer <= 4; ++layer) {
     // Recompute the MoE input: h = x + attn(norm(x)), y = post_norm(h); x is the previous layer's output.
     const DecoderLayer& dl = *model_->layers()[layer];
-    StepAttentionMetadata meta;
     const int64_t T = outputs[layer - 1].size(0);
-    meta.positions = at::arange(T, at::TensorOptions().dtype(at::kLong));
-    for (int k = 0; k < kNumAttentionKinds; ++k) {
-      SeqAttention s;
-      s.num_tokens = T;
-      meta.seqs[k].push_back(s);
-    }
+    StepPlanBuilder builder(nullptr);
+    const std::vector<int64_t> ids(T, 0);
+    builder.Add(ids.data(), T, 0, nullptr);
+    const StepInputs step = model_->Upload(builder.Build());
     at::Tensor x = outputs[layer - 1];
     at::Tensor h = x + dl.attention().Forward(
                            RmsNorm(x, model_->weights().Get("model.layers." + std::to_string(layer) +
                                                             ".input_layernorm.weight"),
                                    1e-5),
-                           meta, nullptr);
+                           step, nullptr);
     at::Tensor y = RmsNorm(h, dl.post_attention_layernorm(), 1e-5);
     auto [idx, w] = SortedRoute(dl.moe()->Route(y));
     const std::string p = "seq0.layer" + std::to_string(layer);

@@ -58,13 +58,13 @@ TEST(KvCacheTest, TokenByTokenDecodeMatchesGoldenAndRespectsSlidingBound) {
     auto logits = model->Forward(step, &cache);
     ASSERT_TRUE(logits.ok()) << logits.status();
     EXPECT_LE(MaxAbsDiff(*logits, golden.narrow(0, t, 1)), 1e-4) << "position " << t;
-    EXPECT_LE(cache.NumUsedBlocks(AttentionKind::kSliding), bound) << "position " << t;
-    EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), cache.BlocksHeldAtLength(t + 1, AttentionKind::kSliding));
+    EXPECT_LE(cache.blocks().NumUsedBlocks(AttentionKind::kSliding), bound) << "position " << t;
+    EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kSliding), cache.blocks().BlocksHeldAtLength(t + 1, AttentionKind::kSliding));
   }
-  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), (tokens.numel() + B - 1) / B);
-  cache.Release(seq);
-  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), 0);
-  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), 0);
+  EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kFull), (tokens.numel() + B - 1) / B);
+  cache.blocks().Release(seq);
+  EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kFull), 0);
+  EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kSliding), 0);
 }
 
 TEST(KvCacheTest, BatchOfSequencesWithDifferentOffsets) {
@@ -103,22 +103,23 @@ TEST(KvCacheTest, RunningOutOfBlocksFailsWithoutSideEffects) {
   auto logits = model->Forward(batch, &cache);
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(seq.num_tokens, 0);
-  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kFull), 0);
-  EXPECT_EQ(cache.NumUsedBlocks(AttentionKind::kSliding), 0);
+  EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kFull), 0);
+  EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kSliding), 0);
 }
 
 TEST(KvCacheTest, BudgetSplitsBetweenPools) {
   auto model = testing::LoadTinyModel();
   const ModelConfig& c = model->config();
-  auto o = KvCacheOptionsFromBudget(c, 1 << 20, 16, 4, at::kFloat, at::kCPU);
+  auto o = KvCacheOptionsFromBudget(c, 1 << 20, 16, 4, 32, at::kFloat, at::kCPU);
   ASSERT_TRUE(o.ok()) << o.status();
-  // Sliding: 4 seqs x (ceil(8/16) + 1) blocks.
-  EXPECT_EQ(o->num_blocks_sliding, 8);
+  // Sliding: 4 seqs x (ceil(8/16) + 1) blocks, plus one step's transient: ceil(32/16) + 4.
+  EXPECT_EQ(o->num_blocks_sliding, 8 + 2 + 4);
+  EXPECT_EQ(o->num_blocks_sliding, SlidingBlocksNeeded(c, 16, 4, 32));
   const int64_t used = o->num_blocks_sliding * KvBlockBytes(c, AttentionKind::kSliding, 16, at::kFloat) +
                        o->num_blocks_full * KvBlockBytes(c, AttentionKind::kFull, 16, at::kFloat);
   EXPECT_LE(used, 1 << 20);
   EXPECT_GT(o->num_blocks_full, 0);
-  EXPECT_FALSE(KvCacheOptionsFromBudget(c, 100, 16, 4, at::kFloat, at::kCPU).ok());
+  EXPECT_FALSE(KvCacheOptionsFromBudget(c, 100, 16, 4, 32, at::kFloat, at::kCPU).ok());
 }
 
 // The figure the README reports: tokens per GiB of KV cache for the flash preset's layer pattern (12 full,
@@ -132,7 +133,7 @@ TEST(KvCacheTest, FlashHybridCacheHoldsMoreTokensPerGiB) {
   const int64_t context = 8192, B = o.block_size;
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const int64_t hybrid_bytes =
-      cache.BlocksHeldAtLength(context, AttentionKind::kFull) * KvBlockBytes(*config, AttentionKind::kFull, B, at::kBFloat16) +
+      cache.blocks().BlocksHeldAtLength(context, AttentionKind::kFull) * KvBlockBytes(*config, AttentionKind::kFull, B, at::kBFloat16) +
       // The sliding bound (ceil(window / block) + 1 blocks), the most a sequence holds at any time.
       ((config->MaxSlidingWindow() + B - 1) / B + 1) * KvBlockBytes(*config, AttentionKind::kSliding, B, at::kBFloat16);
   const int64_t uniform_bytes = (context / B) * (KvBlockBytes(*config, AttentionKind::kFull, B, at::kBFloat16) +
@@ -141,6 +142,26 @@ TEST(KvCacheTest, FlashHybridCacheHoldsMoreTokensPerGiB) {
   std::printf("flash KV at 8k context, bf16: hybrid %.0f tokens/GiB, every-layer-every-block %.0f tokens/GiB, %.2fx\n",
               hybrid, uniform, hybrid / uniform);
   EXPECT_GT(hybrid / uniform, 3.0);
+}
+
+// CapacityTokens is what the executor reports and bounds contexts by: the full pool's tokens, or for a
+// sliding-only model any length once one window fits.
+TEST(KvCacheTest, CapacityTokensForFullAndSlidingOnlyModels) {
+  auto config = PresetConfig("tiny");
+  ASSERT_TRUE(config.ok());
+  KvCacheOptions o = SmallPools(4);
+  o.num_blocks_full = 10;
+  EXPECT_EQ(PagedKvCache(*config, o).CapacityTokens(), 40);
+  ModelConfig sliding_only = *config;
+  for (LayerConfig& l : sliding_only.layers) {
+    l.attention_kind = AttentionKind::kSliding;
+    l.sliding_window = 8;
+  }
+  ASSERT_FALSE(sliding_only.HasAttentionKind(AttentionKind::kFull));
+  o.num_blocks_sliding = 3;  // ceil(8 / 4) + 1: one window
+  EXPECT_EQ(PagedKvCache(sliding_only, o).CapacityTokens(), sliding_only.max_position_embeddings);
+  o.num_blocks_sliding = 2;
+  EXPECT_EQ(PagedKvCache(sliding_only, o).CapacityTokens(), 0);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "model/kernels/paged_attention.h"
+#include "model/ops/paged_attention.h"
 
 namespace stepserve {
 namespace {
@@ -54,26 +54,30 @@ void ExpectMatchesReference(const std::vector<Case>& cases, const AttentionShape
   at::Tensor v = at::randn({total, shape.num_kv_heads, d});
   at::Tensor k_pool = at::randn({slots + 8, shape.num_kv_heads, d});
   at::Tensor v_pool = at::randn({slots + 8, shape.num_kv_heads, d});
-  std::vector<SeqAttention> seqs;
+  AttentionMetadata meta;
+  std::vector<at::Tensor> slot_lists;
   int64_t row = 0, slot = 8;  // slots 0..7 stay unused: a wrong gather would read them
   for (const Case& c : cases) {
-    SeqAttention s;
+    AttentionSeq s;
     s.token_begin = row;
     s.num_tokens = c.num_tokens;
     s.start_pos = 1000 + c.cached;  // positions need not start at 0
-    s.cached = true;
-    s.kv.read_from_pos = s.start_pos - c.cached;
-    s.kv.read_slots = at::arange(slot, slot + c.cached, at::kLong).flip(0);  // slots in any order
-    seqs.push_back(s);
+    s.first_cached_pos = s.start_pos - c.cached;
+    s.read_offset = meta.total_cached;
+    slot_lists.push_back(at::arange(slot, slot + c.cached, at::kLong).flip(0));  // slots in any order
+    meta.seqs.push_back(s);
+    meta.total_cached += c.cached;
     row += c.num_tokens;
     slot += c.cached;
   }
-  at::Tensor out = PagedAttention(q, k, v, k_pool, v_pool, seqs, shape);
-  for (const SeqAttention& s : seqs) {
-    at::Tensor keys = at::cat({k_pool.index_select(0, s.kv.read_slots), k.narrow(0, s.token_begin, s.num_tokens)});
-    at::Tensor values = at::cat({v_pool.index_select(0, s.kv.read_slots), v.narrow(0, s.token_begin, s.num_tokens)});
+  meta.read_slots = at::cat(slot_lists);
+  at::Tensor out = PagedAttention(q, k, v, k_pool, v_pool, meta, shape, at::Tensor());
+  for (const AttentionSeq& s : meta.seqs) {
+    at::Tensor read = meta.read_slots.narrow(0, s.read_offset, s.num_cached());
+    at::Tensor keys = at::cat({k_pool.index_select(0, read), k.narrow(0, s.token_begin, s.num_tokens)});
+    at::Tensor values = at::cat({v_pool.index_select(0, read), v.narrow(0, s.token_begin, s.num_tokens)});
     at::Tensor expected = Reference(q.narrow(0, s.token_begin, s.num_tokens), keys, values, s.start_pos,
-                                    s.kv.read_from_pos, shape);
+                                    s.first_cached_pos, shape);
     const double diff =
         (out.narrow(0, s.token_begin, s.num_tokens).to(at::kDouble) - expected).abs().max().item<double>();
     EXPECT_LT(diff, 1e-5) << "sequence at row " << s.token_begin << " (" << s.num_tokens << " tokens)";

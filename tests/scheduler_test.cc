@@ -25,11 +25,11 @@ class SchedulerTest : public ::testing::Test {
     s->num_prompt = prompt_len;
     return s;
   }
-  // Simulates the executor after a step: appends the cache entries and, at the end of a prompt or on a
-  // decode, one new token.
+  // Simulates the executor after a step: commits the chunks (their blocks were allocated by Schedule) and,
+  // at the end of a prompt or on a decode, appends one new token.
   void Complete(PagedKvCache& cache, const SchedulerOutput& out) {
     for (const ScheduledChunk& c : out.chunks) {
-      ASSERT_TRUE(cache.Append(c.seq->kv, c.num_tokens).ok());
+      cache.blocks().CommitStep(c.seq->kv, c.num_tokens);  // the scheduler allocated
       if (c.seq->num_uncomputed() == 0) c.seq->tokens.push_back(5);
     }
   }
@@ -40,7 +40,7 @@ class SchedulerTest : public ::testing::Test {
 
 TEST_F(SchedulerTest, TokenBudgetChunksLongPromptsAndMixesDecodes) {
   auto cache = Cache(64);
-  Scheduler s({8, 10, BatchingMode::kContinuous}, cache.get());
+  Scheduler s({8, 10, BatchingMode::kContinuous}, &cache->blocks());
   Sequence* a = NewSeq(3);
   s.AddWaiting(a);
   SchedulerOutput o1 = s.Schedule();
@@ -60,7 +60,7 @@ TEST_F(SchedulerTest, TokenBudgetChunksLongPromptsAndMixesDecodes) {
 
 TEST_F(SchedulerTest, SequenceBudgetAndFcfs) {
   auto cache = Cache(64);
-  Scheduler s({2, 100, BatchingMode::kContinuous}, cache.get());
+  Scheduler s({2, 100, BatchingMode::kContinuous}, &cache->blocks());
   Sequence* a = NewSeq(2);
   Sequence* b = NewSeq(2);
   Sequence* c = NewSeq(2);
@@ -76,7 +76,7 @@ TEST_F(SchedulerTest, SequenceBudgetAndFcfs) {
 
 TEST_F(SchedulerTest, PreemptsTheMostRecentlyAdmittedWhenBlocksRunOut) {
   auto cache = Cache(4);  // 16 tokens in the full pool
-  Scheduler s({8, 100, BatchingMode::kContinuous}, cache.get());
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
   Sequence* a = NewSeq(8);
   Sequence* b = NewSeq(8);
   s.AddWaiting(a);
@@ -96,7 +96,7 @@ TEST_F(SchedulerTest, PreemptsTheMostRecentlyAdmittedWhenBlocksRunOut) {
 
 TEST_F(SchedulerTest, HeadOfQueueThatDoesNotFitBlocksOthers) {
   auto cache = Cache(2);  // 8 tokens
-  Scheduler s({8, 100, BatchingMode::kContinuous}, cache.get());
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
   Sequence* big = NewSeq(12);
   Sequence* small = NewSeq(2);
   s.AddWaiting(big);
@@ -107,7 +107,7 @@ TEST_F(SchedulerTest, HeadOfQueueThatDoesNotFitBlocksOthers) {
 
 TEST_F(SchedulerTest, StaticModeWaitsForTheWholeBatch) {
   auto cache = Cache(64);
-  Scheduler s({2, 100, BatchingMode::kStatic}, cache.get());
+  Scheduler s({2, 100, BatchingMode::kStatic}, &cache->blocks());
   Sequence* a = NewSeq(2);
   Sequence* b = NewSeq(2);
   s.AddWaiting(a);
@@ -124,7 +124,7 @@ TEST_F(SchedulerTest, StaticModeWaitsForTheWholeBatch) {
 
 TEST_F(SchedulerTest, StaticModeFormsAFullBatchEvenWhenOnePromptFillsTheTokenBudget) {
   auto cache = Cache(64);
-  Scheduler s({3, 4, BatchingMode::kStatic}, cache.get());
+  Scheduler s({3, 4, BatchingMode::kStatic}, &cache->blocks());
   Sequence* a = NewSeq(4);
   Sequence* b = NewSeq(4);
   Sequence* c = NewSeq(4);

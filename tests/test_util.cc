@@ -32,9 +32,21 @@ at::Tensor GoldenTensor(const std::string& name) {
   return *t;
 }
 
-std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype) {
+at::Device TestDevice() {
+  const char* env = std::getenv("STEPSERVE_TEST_DEVICE");
+  return at::Device(env != nullptr && *env != '\0' ? env : "cpu");
+}
+
+std::vector<std::string> TestDevices() {
+  std::vector<std::string> devices = {"cpu"};
+  if (at::hasCUDA()) devices.push_back("cuda");
+  return devices;
+}
+
+std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype, at::Device device) {
   ModelLoadOptions options;
   options.dtype = dtype;
+  options.device = device;
   auto model = LoadModel(TinyCheckpointDir(), options);
   if (!model.ok()) throw std::runtime_error(std::string(model.status().message()));
   return std::move(model).value();

@@ -19,8 +19,14 @@ std::string TinyCheckpointDir();  // tests/data/tiny
 const SafetensorsFile& Golden();
 at::Tensor GoldenTensor(const std::string& name);
 
+// The device tests run the model on: STEPSERVE_TEST_DEVICE ("cpu" by default, "cuda" on a GPU machine:
+// scripts/cuda-device-check.sh runs the whole suite that way).
+at::Device TestDevice();
+// The devices that device-parameterised suites instantiate: cpu, and cuda when LibTorch sees a GPU.
+std::vector<std::string> TestDevices();
+
 // The tiny checkpoint loaded from tests/data/tiny.
-std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype = at::kFloat);
+std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype = at::kFloat, at::Device device = TestDevice());
 
 // tests/data/tiny/greedy.json: prompts with their 20-token greedy continuations.
 struct GreedyCase {

@@ -52,6 +52,8 @@ export const METRICS = {
     stepserve_request_success_total: ["finish_reason"],
     stepserve_request_failure_total: ["code"],
     stepserve_num_preemptions_total: [],
+    stepserve_engine_step_failures_total: [],
+    stepserve_engine_oom_total: [],
   },
   histogram: {
     stepserve_time_to_first_token_seconds: [],

@@ -32,6 +32,8 @@ TEST(MetricsTest, EverySeriesIsDeclaredWithItsType) {
       {"stepserve_request_success_total", "counter"},
       {"stepserve_request_failure_total", "counter"},
       {"stepserve_num_preemptions_total", "counter"},
+      {"stepserve_engine_step_failures_total", "counter"},
+      {"stepserve_engine_oom_total", "counter"},
       {"stepserve_time_to_first_token_seconds", "histogram"},
       {"stepserve_inter_token_latency_seconds", "histogram"},
       {"stepserve_e2e_request_latency_seconds", "histogram"},

@@ -417,6 +417,56 @@ bool Await(grpc::CompletionQueue* cq, void* tag) {
   return status == grpc::CompletionQueue::GOT_EVENT && got == tag && ok;
 }
 
+// An engine step that fails (test-only fault hook) ends only its own streams with INTERNAL naming the
+// failure, counted in the metrics; the server keeps serving, also under 16 concurrent streams.
+TEST(ServerTest, InjectedStepFailureEndsOnlyThatStepsStreamsAndTheServerServesOn) {
+  TestServerOptions options;
+  std::atomic<int64_t> fail_at{2};
+  options.executor.step_fault_hook = [&fail_at](int64_t step) {
+    if (step == fail_at.load()) throw std::runtime_error("injected engine fault");
+  };
+  TestServer server(options);
+  auto stub = server.stub();
+  // Steps count from the first request (the warm-up is not one): prefill, one decode, then the fault.
+  GenerateResult failed = RunGenerate(stub.get(), GreedyRequest(Greedy()[0].prompt, 20));
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(failed.status.error_message().find("injected engine fault"), std::string::npos)
+      << failed.status.error_message();
+  ASSERT_FALSE(failed.messages.empty());
+  EXPECT_EQ(failed.messages.back().finish_reason(), v1::FINISH_REASON_ERROR);
+  ExpectGolden(RunGenerate(stub.get(), GreedyRequest(Greedy()[1].prompt, 20)), Greedy()[1], "after the fault");
+
+  // Under load: the fault hits one step of 16 concurrent streams; every stream ends, each OK and golden or
+  // INTERNAL, and at least one of each.
+  fail_at = server.executor().Stats().num_steps_total + 3;
+  constexpr int kStreams = 16;
+  std::vector<GenerateResult> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      auto s = server.stub();
+      results[i] = RunGenerate(s.get(), GreedyRequest(Greedy()[i % Greedy().size()].prompt, 20));
+    });
+  }
+  for (auto& t : threads) t.join();
+  int internal = 0;
+  for (int i = 0; i < kStreams; ++i) {
+    if (results[i].status.error_code() == grpc::StatusCode::INTERNAL) {
+      ++internal;
+    } else {
+      ExpectGolden(results[i], Greedy()[i % Greedy().size()], absl::StrCat("stream ", i));
+    }
+  }
+  EXPECT_GE(internal, 1);
+  EXPECT_TRUE(WaitFor([&] {
+    PrometheusText m = server.Metrics();
+    return m.Get("stepserve_engine_step_failures_total") == 2 &&
+           m.Get("stepserve_request_failure_total{code=\"INTERNAL\"}") == 1 + internal &&
+           m.Get("stepserve_num_requests_running") == 0;
+  })) << server.ScrapeMetricsHttp();
+  EXPECT_EQ(server.executor().Stats().kv_blocks_used, 0);
+}
+
 TEST(ServerTest, ReflectionListsTheServices) {
   TestServer server;
   grpc::GenericStub stub(server.channel());
