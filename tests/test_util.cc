@@ -68,6 +68,7 @@ at::Tensor SequenceLogits(const CausalLM& model, const at::Tensor& tokens, const
   o.num_blocks_full = static_cast<int32_t>(tokens.numel() / o.block_size + 1);
   o.num_blocks_sliding = o.num_blocks_full + 1;
   o.dtype = model.dtype();
+  o.device = model.device();
   PagedKvCache cache(model.config(), o);
   KvSequence seq;
   ForwardBatch batch;
