@@ -6,6 +6,7 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include <ATen/ATen.h>
 
@@ -47,6 +48,18 @@ absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& 
   return map;
 }
 
+// Whether `p` exists. std::filesystem's error_code overloads only: a path that cannot be examined (a
+// symlink loop, a permission denied on the way) is an error naming it, never a filesystem_error thrown
+// through the loader.
+absl::StatusOr<bool> PathExists(const fs::path& p) {
+  std::error_code ec;
+  const bool exists = fs::exists(p, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(p.string(), ": cannot access: ", ec.message()));
+  }
+  return exists;
+}
+
 }  // namespace
 
 absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const ModelConfig& config,
@@ -55,10 +68,13 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
   const fs::path index_path = root / "model.safetensors.index.json";
   std::map<std::string, std::string> tensor_to_shard;  // empty: single file
   std::set<std::string> shard_names;
-  if (fs::exists(index_path)) {
+  ASSIGN_OR_RETURN(const bool has_index, PathExists(index_path));
+  ASSIGN_OR_RETURN(const bool has_single_file,
+                   has_index ? absl::StatusOr<bool>(false) : PathExists(root / "model.safetensors"));
+  if (has_index) {
     ASSIGN_OR_RETURN(tensor_to_shard, ReadIndex(index_path.string()));
     for (const auto& [name, shard] : tensor_to_shard) shard_names.insert(shard);
-  } else if (fs::exists(root / "model.safetensors")) {
+  } else if (has_single_file) {
     shard_names.insert("model.safetensors");
   } else {
     return absl::NotFoundError(absl::StrCat(dir, ": no model.safetensors or model.safetensors.index.json"));
@@ -67,7 +83,8 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
   std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;
   for (const std::string& shard : shard_names) {
     const fs::path p = root / shard;
-    if (!fs::exists(p)) {
+    ASSIGN_OR_RETURN(const bool shard_exists, PathExists(p));
+    if (!shard_exists) {
       std::string example;
       for (const auto& [name, s] : tensor_to_shard) {
         if (s == shard) { example = name; break; }

@@ -46,7 +46,7 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   int max_position_embeddings = 4096;
   bool tie_word_embeddings = false;
-  bool use_head_wise_attn_gate = true;
+  bool use_head_wise_attn_gate = false;  // config.json without the key: false too (ParseModelConfig)
   int bos_token_id = -1;
   std::vector<int> eos_token_ids;
   RopeScaling rope_scaling;

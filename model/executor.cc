@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/device_memory.h"
 #include "model/logging.h"
+#include "model/request_validation.h"
 #include "model/sampler.h"
 #include "model/scheduler.h"
 #include "model/sequence.h"
@@ -31,15 +32,6 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
-namespace {
-
-absl::Status FieldError(const std::string& field, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
-}
-
-bool Finite(float x) { return std::isfinite(x); }
-
-}  // namespace
 
 // Everything the engine thread and the API threads share. `mu` guards the scheduler, the sequences
 // and the counters; the KV cache and the model are touched by the engine thread alone (the scheduler
@@ -110,44 +102,16 @@ absl::Status Executor::Impl::Submit(GenerationRequest request, OutputCallback ca
   const ModelConfig& config = owner_->config();
   const ExecutorOptions& opt = owner_->options();
   if (!owner_->accepting()) return absl::UnavailableError("the server is shutting down; not accepting requests");
-  if (request.prompt.empty()) return FieldError("prompt_token_ids", "must not be empty");
-  for (size_t i = 0; i < request.prompt.size(); ++i) {
-    const int32_t t = request.prompt[i];
-    if (t < 0 || t >= config.vocab_size) {
-      return FieldError("prompt_token_ids", absl::StrCat("token id ", t, " at index ", i,
-                                                         " is outside the vocabulary [0, ", config.vocab_size, ")"));
-    }
-  }
-  const StoppingCriteria& stop = request.stopping;
-  if (stop.max_new_tokens < 1 || stop.max_new_tokens > opt.max_new_tokens_cap) {
-    return FieldError("stopping.max_new_tokens", absl::StrCat(stop.max_new_tokens, " is outside [1, ",
-                                                              opt.max_new_tokens_cap, "]"));
-  }
-  const int64_t context = static_cast<int64_t>(request.prompt.size()) + stop.max_new_tokens;
-  if (context > owner_->max_context()) {
-    return FieldError("stopping.max_new_tokens",
-                      absl::StrCat("prompt (", request.prompt.size(), " tokens) + max_new_tokens (", stop.max_new_tokens,
-                                   ") = ", context, " exceeds the maximum context of ", owner_->max_context(),
-                                   " tokens"));
-  }
-  const SamplingParams& s = request.sampling;
-  if (!Finite(s.temperature) || s.temperature < 0) return FieldError("sampling.temperature", "must be finite and >= 0");
-  if (!Finite(s.top_p) || s.top_p <= 0 || s.top_p > 1) return FieldError("sampling.top_p", "must be in (0, 1]");
-  if (s.top_k < 0) return FieldError("sampling.top_k", "must be >= 0");
-  if (!Finite(s.min_p) || s.min_p < 0 || s.min_p > 1) return FieldError("sampling.min_p", "must be in [0, 1]");
-  if (!Finite(s.presence_penalty)) return FieldError("sampling.presence_penalty", "must be finite");
-  if (!Finite(s.frequency_penalty)) return FieldError("sampling.frequency_penalty", "must be finite");
-  if (!Finite(s.repetition_penalty) || s.repetition_penalty <= 0) {
-    return FieldError("sampling.repetition_penalty", "must be finite and > 0");
-  }
-  if (request.logprobs < 0 || request.logprobs > opt.max_logprobs) {
-    return FieldError("logprobs", absl::StrCat(request.logprobs, " is outside [0, ", opt.max_logprobs, "]"));
-  }
+  RequestLimits limits;
+  limits.max_new_tokens_cap = opt.max_new_tokens_cap;
+  limits.max_logprobs = opt.max_logprobs;
+  limits.max_context = owner_->max_context();
+  // The one validator (model/request_validation.h): the server only converts the proto.
+  if (absl::Status invalid = ValidateGenerationRequest(request, config, limits); !invalid.ok()) return invalid;
   if (!callback) return absl::InvalidArgumentError("a callback is required");
 
   std::lock_guard<std::mutex> lock(mu_);
   if (stop_) return absl::UnavailableError("the executor has stopped");
-  if (request.id.empty()) request.id = absl::StrCat("req-", request_counter_);
   if (seqs_.count(request.id)) {
     return absl::AlreadyExistsError(absl::StrCat("request_id: '", request.id, "' is already in flight"));
   }

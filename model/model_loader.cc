@@ -1,6 +1,7 @@
 #include "model/model_loader.h"
 
 #include <filesystem>
+#include <system_error>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -37,10 +38,13 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, con
     ModelWeights weights = RandomWeights(config, options.seed, options.dtype, options.device);
     return std::make_unique<CausalLM>(std::move(config), std::move(weights), options.device);
   }
+  // std::filesystem's error_code overloads only: nothing here may throw filesystem_error.
   std::error_code ec;
   if (!std::filesystem::is_directory(spec, ec)) {
+    const bool odd_error = ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory;
     return absl::NotFoundError(absl::StrCat("model '", spec, "' is neither a preset (", absl::StrJoin(PresetNames(), ", "),
-                                            ") nor a checkpoint directory"));
+                                            ") nor a checkpoint directory", odd_error ? " (" : "",
+                                            odd_error ? ec.message() : "", odd_error ? ")" : ""));
   }
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfigFile((std::filesystem::path(spec) / "config.json").string()));
   ASSIGN_OR_RETURN(ModelWeights weights, LoadCheckpointWeights(spec, config, options.dtype));

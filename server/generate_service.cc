@@ -86,11 +86,11 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
  private:
   void StartOrThrow(const v1::GenerateRequest& proto) {
     Executor* executor = nullptr;
-    ValidationLimits limits;
+    RequestDefaults defaults;
     {
       std::lock_guard<std::mutex> lock(service_->mu_);
       executor = service_->executor_;
-      limits = service_->limits_;
+      defaults = service_->defaults_;
     }
     id_ = proto.request_id();
     if (service_->draining()) {
@@ -101,20 +101,19 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
       Refuse(absl::UnavailableError("the model is still loading; not serving yet"));
       return;
     }
-    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(proto, limits);
-    if (!request.ok()) {
-      Refuse(request.status());
-      return;
+    // Conversion only: Submit validates (model/request_validation.h) and its INVALID_ARGUMENT names the field.
+    GenerationRequest request = ToGenerationRequest(proto, defaults);
+    // The one request-id scheme: the server names a request its client left unnamed "stepserve-N" (N counts
+    // from 1 per server); the executor assigns no ids of its own.
+    if (request.id.empty()) {
+      request.id = absl::StrCat("stepserve-", service_->next_request_number_.fetch_add(1));
     }
-    if (request->id.empty()) {
-      request->id = absl::StrCat("stepserve-", service_->next_request_number_.fetch_add(1));
-    }
-    id_ = request->id;
-    request->deadline = deadline_;
+    id_ = request.id;
+    request.deadline = deadline_;
     executor_ = executor;
     refs_.store(2);  // gRPC (until OnDone) and the executor (until its finished output)
     absl::Status submitted =
-        executor->Submit(std::move(request).value(), [this](const GenerationOutput& out) { OnOutput(out); });
+        executor->Submit(std::move(request), [this](const GenerationOutput& out) { OnOutput(out); });
     if (!submitted.ok()) {
       refs_.store(1);  // the executor never calls back after a failed Submit
       if (submitted.code() == absl::StatusCode::kAlreadyExists) {
@@ -295,11 +294,11 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
 GenerateService::GenerateService(ServerMetrics* metrics) : metrics_(metrics) {}
 GenerateService::~GenerateService() = default;
 
-void GenerateService::Attach(Executor* executor, const v1::ModelInfo& info, const ValidationLimits& limits) {
+void GenerateService::Attach(Executor* executor, const v1::ModelInfo& info, const RequestDefaults& defaults) {
   std::lock_guard<std::mutex> lock(mu_);
   executor_ = executor;
   model_info_ = info;
-  limits_ = limits;
+  defaults_ = defaults;
 }
 
 void GenerateService::BeginDrain() { draining_.store(true); }

@@ -27,7 +27,7 @@ class GenerateService final : public v1::StepServe::CallbackService {
 
   // Starts serving with `executor` (not owned; it must outlive every stream, i.e. the gRPC server).
   // Until then Generate and GetModelInfo answer UNAVAILABLE.
-  void Attach(Executor* executor, const v1::ModelInfo& info, const ValidationLimits& limits);
+  void Attach(Executor* executor, const v1::ModelInfo& info, const RequestDefaults& defaults);
   // From now on Generate answers UNAVAILABLE; streams already admitted go on.
   void BeginDrain();
   bool draining() const { return draining_.load(); }
@@ -51,13 +51,15 @@ class GenerateService final : public v1::StepServe::CallbackService {
 
   ServerMetrics* const metrics_;
   std::atomic<bool> draining_{false};
+  // Ids of requests that come without one: "stepserve-N", the only request-id scheme (the executor assigns
+  // none; its validator refuses an empty id).
   std::atomic<uint64_t> next_request_number_{1};
 
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;
   Executor* executor_ = nullptr;
   v1::ModelInfo model_info_;
-  ValidationLimits limits_;
+  RequestDefaults defaults_;
   int active_streams_ = 0;
 };
 

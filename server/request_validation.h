@@ -1,28 +1,28 @@
-// Admission checks: a proto GenerateRequest -> the executor's GenerationRequest. A pure function, so it is
-// unit-tested without a server. Every error is INVALID_ARGUMENT and names the proto field.
+// A proto GenerateRequest -> the executor's GenerationRequest. A pure conversion, unit-tested without a
+// server: it checks nothing, because every field the proto can carry has a GenerationRequest counterpart
+// of the same type (no oneof, no required message, no narrowing), so there is no error only the proto can
+// have. The one validator is the model core's (model/request_validation.h), which Executor::Submit runs:
+// the server relies on Submit's status (INVALID_ARGUMENT naming the proto field).
 #pragma once
 
 #include <cstdint>
 
-#include "absl/status/statusor.h"
 #include "model/generation.h"
 #include "stepserve/v1/stepserve.pb.h"
 
 namespace stepserve::server {
 
-struct ValidationLimits {
-  int vocab_size = 0;
-  int64_t max_context = 0;            // prompt + max_new_tokens may not exceed this
-  int max_new_tokens_cap = 4096;      // largest stopping.max_new_tokens accepted
-  int max_logprobs = 20;              // largest logprobs accepted
-  int default_max_new_tokens = 256;   // used when stopping.max_new_tokens is unset (capped to the context)
-  int max_request_id_length = 256;
+// What the conversion needs to fill in an unset stopping.max_new_tokens.
+struct RequestDefaults {
+  int default_max_new_tokens = 256;  // used when stopping.max_new_tokens is unset ...
+  int max_new_tokens_cap = 4096;     // ... capped to this ...
+  int64_t max_context = 0;           // ... and to the room the prompt leaves in this context (but at least 1)
 };
 
-// Converts and checks `proto`. Unset optional fields take the defaults of model/generation.h; an unset
-// max_new_tokens becomes min(default_max_new_tokens, max_new_tokens_cap, max_context - prompt length).
-// `request.id` is copied as is (the caller assigns one when empty).
-absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& proto,
-                                                      const ValidationLimits& limits);
+// Unset optional fields take the defaults of model/generation.h; an unset max_new_tokens becomes
+// max(1, min(default_max_new_tokens, max_new_tokens_cap, max_context - prompt length)). Out-of-range values
+// are copied as they are, for Executor::Submit to refuse. `request_id` is copied as is: the caller assigns
+// one when it is empty (server/generate_service.cc).
+GenerationRequest ToGenerationRequest(const v1::GenerateRequest& proto, const RequestDefaults& defaults);
 
 }  // namespace stepserve::server

@@ -120,12 +120,10 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   info.set_kv_capacity_tokens(e->kv_capacity_tokens());
   info.set_max_num_seqs(e->options().max_num_seqs);
 
-  ValidationLimits limits;
-  limits.vocab_size = config.vocab_size;
-  limits.max_context = e->max_context();
-  limits.max_new_tokens_cap = e->options().max_new_tokens_cap;
-  limits.max_logprobs = e->options().max_logprobs;
-  limits.default_max_new_tokens = options_.default_max_new_tokens;
+  RequestDefaults defaults;
+  defaults.default_max_new_tokens = options_.default_max_new_tokens;
+  defaults.max_new_tokens_cap = e->options().max_new_tokens_cap;
+  defaults.max_context = e->max_context();
 
   metrics_.SetStatsSource([e](ExecutorStats* stats) {
     *stats = e->Stats();
@@ -134,7 +132,7 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   metrics_.SetModelInfo(model_name, device, dtype);
   ServerMetrics* metrics = &metrics_;
   e->SetStepObserver([metrics](const StepInfo& step) { metrics->ObserveStep(step); });
-  generate_.Attach(e, info, limits);
+  generate_.Attach(e, info, defaults);
   LogInfo("serving model ", model_name, " (", dtype, " on ", device, ", ", config.num_hidden_layers,
           " layers, vocab ", config.vocab_size, "): KV cache ", e->kv_capacity_tokens(), " tokens, max context ",
           e->max_context(), ", max_num_seqs ", e->options().max_num_seqs, ", max_queue ", e->options().max_queue,

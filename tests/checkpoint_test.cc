@@ -130,6 +130,41 @@ TEST(CheckpointTest, NoWeightsFile) {
   ExpectMessageHas(w.status(), {dir, "model.safetensors"});
 }
 
+// model.safetensors -> model.safetensors (`ln -s model.safetensors model.safetensors`): stat fails with ELOOP.
+// The loader reports it naming the path; it used to throw std::filesystem::filesystem_error (abort, exit 134).
+TEST(CheckpointTest, SymlinkLoopIsAnErrorNamingThePath) {
+  std::string dir = testing::MakeTempDir("symlinkloop");
+  fs::copy_file(testing::TinyCheckpointDir() + "/config.json", dir + "/config.json");
+  fs::create_symlink("model.safetensors", dir + "/model.safetensors");
+  ASSERT_TRUE(fs::is_symlink(fs::symlink_status(dir + "/model.safetensors")));
+  absl::StatusOr<ModelWeights> w = absl::UnknownError("not run");
+  EXPECT_NO_THROW(w = LoadCheckpointWeights(dir, TinyConfig(), at::kFloat));
+  ExpectMessageHas(w.status(), {dir + "/model.safetensors"});
+  EXPECT_NE(w.status().code(), absl::StatusCode::kUnknown) << w.status();
+
+  // The same loop as the index file, and as a shard the index names.
+  std::string index_dir = testing::MakeTempDir("symlinkloopindex");
+  fs::create_symlink("model.safetensors.index.json", index_dir + "/model.safetensors.index.json");
+  EXPECT_NO_THROW(w = LoadCheckpointWeights(index_dir, TinyConfig(), at::kFloat));
+  ExpectMessageHas(w.status(), {index_dir + "/model.safetensors.index.json"});
+
+  std::string shard_dir = testing::MakeTempDir("symlinkloopshard");
+  std::ofstream(shard_dir + "/model.safetensors.index.json")
+      << R"({"weight_map": {"model.norm.weight": "model-00001-of-00001.safetensors"}})";
+  fs::create_symlink("model-00001-of-00001.safetensors", shard_dir + "/model-00001-of-00001.safetensors");
+  EXPECT_NO_THROW(w = LoadCheckpointWeights(shard_dir, TinyConfig(), at::kFloat));
+  ExpectMessageHas(w.status(), {shard_dir + "/model-00001-of-00001.safetensors"});
+
+  // Through LoadModel, as stepserve --model=DIR loads it; and a model spec that is itself a loop.
+  absl::StatusOr<std::unique_ptr<CausalLM>> model = absl::UnknownError("not run");
+  EXPECT_NO_THROW(model = LoadModel(dir, ModelLoadOptions()));
+  ExpectMessageHas(model.status(), {dir + "/model.safetensors"});
+  const std::string loop_spec = dir + "/loop";
+  fs::create_symlink("loop", loop_spec);
+  EXPECT_NO_THROW(model = LoadModel(loop_spec, ModelLoadOptions()));
+  ExpectMessageHas(model.status(), {loop_spec});
+}
+
 TEST(CheckpointTest, BadIndexJson) {
   std::string dir = testing::MakeTempDir("badindex");
   std::ofstream(dir + "/model.safetensors.index.json") << "{\"weight_map\": ";

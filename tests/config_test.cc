@@ -134,6 +134,30 @@ TEST(ConfigTest, TieWordEmbeddings) {
   EXPECT_TRUE(c->tie_word_embeddings);
 }
 
+// A default-constructed ModelConfig and a config.json that leaves an optional key out agree.
+TEST(ConfigTest, MissingOptionalKeysTakeTheStructDefaults) {
+  const ModelConfig defaults;
+  EXPECT_FALSE(defaults.use_head_wise_attn_gate);
+  json j = TinyJson();
+  ASSERT_TRUE(j.contains("use_head_wise_attn_gate"));
+  for (const char* key : {"use_head_wise_attn_gate", "tie_word_embeddings", "rms_norm_eps", "max_position_embeddings",
+                          "bos_token_id", "use_moe_router_bias", "moe_router_scaling_factor", "norm_expert_weight",
+                          "moe_router_activation"}) {
+    j.erase(key);
+  }
+  auto c = Parse(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->use_head_wise_attn_gate, defaults.use_head_wise_attn_gate);
+  EXPECT_EQ(c->tie_word_embeddings, defaults.tie_word_embeddings);
+  EXPECT_DOUBLE_EQ(c->rms_norm_eps, defaults.rms_norm_eps);
+  EXPECT_EQ(c->max_position_embeddings, defaults.max_position_embeddings);
+  EXPECT_EQ(c->bos_token_id, defaults.bos_token_id);
+  EXPECT_EQ(c->use_moe_router_bias, defaults.use_moe_router_bias);
+  EXPECT_DOUBLE_EQ(c->moe_router_scaling_factor, defaults.moe_router_scaling_factor);
+  EXPECT_EQ(c->norm_expert_weight, defaults.norm_expert_weight);
+  EXPECT_EQ(c->router_sigmoid, defaults.router_sigmoid);
+}
+
 TEST(ConfigTest, ErrorsNameTheKey) {
   json j = TinyJson();
   j["rope_scaling"]["rope_type"] = "yarn";

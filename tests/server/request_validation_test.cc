@@ -1,3 +1,6 @@
+// The server's proto -> GenerationRequest conversion: defaults for unset fields, every field copied, and
+// nothing checked -- out-of-range values reach the model core's validator (the one Executor::Submit runs)
+// unchanged, which refuses them naming the proto field.
 #include "server/request_validation.h"
 
 #include <cmath>
@@ -7,17 +10,36 @@
 
 #include <gtest/gtest.h>
 
+#include "model/config.h"
+#include "model/request_validation.h"
+
 namespace stepserve::server {
 namespace {
 
-ValidationLimits Limits() {
-  ValidationLimits limits;
-  limits.vocab_size = 300;
+RequestDefaults Defaults() {
+  RequestDefaults defaults;
+  defaults.max_context = 64;
+  defaults.max_new_tokens_cap = 50;
+  defaults.default_max_new_tokens = 16;
+  return defaults;
+}
+
+// The model core's side of the same limits (what Executor::Submit validates with).
+ModelConfig Config() {
+  ModelConfig config;
+  config.vocab_size = 300;
+  return config;
+}
+RequestLimits Limits() {
+  RequestLimits limits;
   limits.max_context = 64;
   limits.max_new_tokens_cap = 50;
   limits.max_logprobs = 5;
-  limits.default_max_new_tokens = 16;
   return limits;
+}
+
+absl::Status ConvertAndValidate(const v1::GenerateRequest& proto) {
+  return ValidateGenerationRequest(ToGenerationRequest(proto, Defaults()), Config(), Limits());
 }
 
 v1::GenerateRequest Valid() {
@@ -28,22 +50,28 @@ v1::GenerateRequest Valid() {
 }
 
 TEST(RequestValidation, DefaultsWhenUnset) {
-  auto request = ToGenerationRequest(Valid(), Limits());
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->id, "r1");
-  EXPECT_EQ(request->prompt, (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_EQ(request->sampling.temperature, 0.0f);
-  EXPECT_EQ(request->sampling.top_p, 1.0f);
-  EXPECT_EQ(request->sampling.top_k, 0);
-  EXPECT_EQ(request->sampling.min_p, 0.0f);
-  EXPECT_EQ(request->sampling.presence_penalty, 0.0f);
-  EXPECT_EQ(request->sampling.frequency_penalty, 0.0f);
-  EXPECT_EQ(request->sampling.repetition_penalty, 1.0f);
-  EXPECT_FALSE(request->sampling.seed.has_value());
-  EXPECT_EQ(request->stopping.max_new_tokens, 16);
-  EXPECT_FALSE(request->stopping.ignore_eos);
-  EXPECT_TRUE(request->stopping.stop_token_ids.empty());
-  EXPECT_EQ(request->logprobs, 0);
+  GenerationRequest request = ToGenerationRequest(Valid(), Defaults());
+  EXPECT_EQ(request.id, "r1");
+  EXPECT_EQ(request.prompt, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(request.sampling.temperature, 0.0f);
+  EXPECT_EQ(request.sampling.top_p, 1.0f);
+  EXPECT_EQ(request.sampling.top_k, 0);
+  EXPECT_EQ(request.sampling.min_p, 0.0f);
+  EXPECT_EQ(request.sampling.presence_penalty, 0.0f);
+  EXPECT_EQ(request.sampling.frequency_penalty, 0.0f);
+  EXPECT_EQ(request.sampling.repetition_penalty, 1.0f);
+  EXPECT_FALSE(request.sampling.seed.has_value());
+  EXPECT_EQ(request.stopping.max_new_tokens, 16);
+  EXPECT_FALSE(request.stopping.ignore_eos);
+  EXPECT_TRUE(request.stopping.stop_token_ids.empty());
+  EXPECT_EQ(request.logprobs, 0);
+  EXPECT_TRUE(ConvertAndValidate(Valid()).ok());
+}
+
+TEST(RequestValidation, AnEmptyRequestIdIsLeftForTheServerToAssign) {
+  v1::GenerateRequest r = Valid();
+  r.clear_request_id();
+  EXPECT_EQ(ToGenerationRequest(r, Defaults()).id, "");
 }
 
 TEST(RequestValidation, CopiesEveryField) {
@@ -60,32 +88,46 @@ TEST(RequestValidation, CopiesEveryField) {
   r.mutable_stopping()->add_stop_token_ids(299);
   r.mutable_stopping()->set_ignore_eos(true);
   r.set_logprobs(5);
-  auto request = ToGenerationRequest(r, Limits());
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_FLOAT_EQ(request->sampling.temperature, 0.7f);
-  EXPECT_FLOAT_EQ(request->sampling.top_p, 0.9f);
-  EXPECT_EQ(request->sampling.top_k, 40);
-  EXPECT_FLOAT_EQ(request->sampling.min_p, 0.05f);
-  EXPECT_FLOAT_EQ(request->sampling.presence_penalty, 0.5f);
-  EXPECT_FLOAT_EQ(request->sampling.frequency_penalty, -0.5f);
-  EXPECT_FLOAT_EQ(request->sampling.repetition_penalty, 1.2f);
-  EXPECT_EQ(request->sampling.seed, std::optional<uint64_t>(42));
-  EXPECT_EQ(request->stopping.max_new_tokens, 7);
-  EXPECT_EQ(request->stopping.stop_token_ids, (std::vector<int32_t>{299}));
-  EXPECT_TRUE(request->stopping.ignore_eos);
-  EXPECT_EQ(request->logprobs, 5);
+  GenerationRequest request = ToGenerationRequest(r, Defaults());
+  EXPECT_FLOAT_EQ(request.sampling.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(request.sampling.top_p, 0.9f);
+  EXPECT_EQ(request.sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(request.sampling.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(request.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(request.sampling.frequency_penalty, -0.5f);
+  EXPECT_FLOAT_EQ(request.sampling.repetition_penalty, 1.2f);
+  EXPECT_EQ(request.sampling.seed, std::optional<uint64_t>(42));
+  EXPECT_EQ(request.stopping.max_new_tokens, 7);
+  EXPECT_EQ(request.stopping.stop_token_ids, (std::vector<int32_t>{299}));
+  EXPECT_TRUE(request.stopping.ignore_eos);
+  EXPECT_EQ(request.logprobs, 5);
+  EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
 }
 
-TEST(RequestValidation, DefaultMaxNewTokensIsCappedToTheContext) {
+TEST(RequestValidation, DefaultMaxNewTokensIsCappedToTheContextAndTheCap) {
   v1::GenerateRequest r;
+  r.set_request_id("long-prompt");
   for (int i = 0; i < 60; ++i) r.add_prompt_token_ids(i);
-  auto request = ToGenerationRequest(r, Limits());
-  ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->stopping.max_new_tokens, 4);  // 64 - 60
+  EXPECT_EQ(ToGenerationRequest(r, Defaults()).stopping.max_new_tokens, 4);  // 64 - 60
+  EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
+
+  RequestDefaults big_default = Defaults();
+  big_default.default_max_new_tokens = 1000;
+  EXPECT_EQ(ToGenerationRequest(Valid(), big_default).stopping.max_new_tokens, 50);  // the cap
+
+  // A prompt that fills the context still converts (max_new_tokens 1); the validator names the prompt.
+  v1::GenerateRequest full;
+  full.set_request_id("full");
+  for (int i = 0; i < 64; ++i) full.add_prompt_token_ids(1);
+  EXPECT_EQ(ToGenerationRequest(full, Defaults()).stopping.max_new_tokens, 1);
+  absl::Status s = ConvertAndValidate(full);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.message()).rfind("prompt_token_ids:", 0), 0u) << s;
 }
 
 TEST(RequestValidation, BoundaryValuesAreAccepted) {
   v1::GenerateRequest r;
+  r.set_request_id("b");
   for (int i = 0; i < 14; ++i) r.add_prompt_token_ids(i == 0 ? 0 : 299);
   r.mutable_sampling()->set_temperature(0.0f);
   r.mutable_sampling()->set_top_p(1.0f);
@@ -93,10 +135,9 @@ TEST(RequestValidation, BoundaryValuesAreAccepted) {
   r.mutable_sampling()->set_min_p(1.0f);
   r.mutable_stopping()->set_max_new_tokens(50);  // 14 + 50 == 64 and 50 == cap
   r.set_logprobs(0);
-  auto request = ToGenerationRequest(r, Limits());
-  EXPECT_TRUE(request.ok()) << request.status();
+  EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
   r.mutable_sampling()->set_min_p(0.0f);
-  EXPECT_TRUE(ToGenerationRequest(r, Limits()).ok());
+  EXPECT_TRUE(ConvertAndValidate(r).ok());
 }
 
 struct BadCase {
@@ -105,7 +146,8 @@ struct BadCase {
   std::string field;  // the error message must start with this
 };
 
-TEST(RequestValidation, EveryBadFieldIsInvalidArgumentNamingTheField) {
+// Conversion keeps every bad value bad: the validator Submit runs refuses each, naming the proto field.
+TEST(RequestValidation, EveryBadFieldSurvivesConversionAndIsRefusedNamingTheField) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<BadCase> cases = {
@@ -156,11 +198,10 @@ TEST(RequestValidation, EveryBadFieldIsInvalidArgumentNamingTheField) {
   for (const BadCase& c : cases) {
     v1::GenerateRequest r = Valid();
     c.mutate(&r);
-    auto request = ToGenerationRequest(r, Limits());
-    ASSERT_FALSE(request.ok()) << c.name;
-    EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
-    EXPECT_EQ(std::string(request.status().message()).rfind(c.field + ":", 0), 0u)
-        << c.name << ": " << request.status().message();
+    const absl::Status status = ConvertAndValidate(r);
+    ASSERT_FALSE(status.ok()) << c.name;
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_EQ(std::string(status.message()).rfind(c.field + ":", 0), 0u) << c.name << ": " << status.message();
   }
 }
 

@@ -4,6 +4,8 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -122,6 +124,26 @@ TEST(ServerTest, ClientRequestIdIsEchoedAndLogprobsAreReturned) {
   }
 }
 
+// The server names a request its client left unnamed "stepserve-N" (the one request-id scheme), the same id
+// in every response of the stream; a second id-less request gets another one.
+TEST(ServerTest, AnIdLessRequestGetsAStepserveIdInEveryResponse) {
+  TestServer server;
+  auto stub = server.stub();
+  std::set<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    v1::GenerateRequest request = GreedyRequest(Greedy()[0].prompt, 5);
+    ASSERT_TRUE(request.request_id().empty());
+    GenerateResult result = RunGenerate(stub.get(), request);
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    ASSERT_FALSE(result.messages.empty());
+    const std::string id = result.messages.front().request_id();
+    EXPECT_TRUE(std::regex_match(id, std::regex("stepserve-[0-9]+"))) << id;
+    for (const auto& m : result.messages) EXPECT_EQ(m.request_id(), id);
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 2u);
+}
+
 TEST(ServerTest, GetModelInfoDescribesTheTinyModel) {
   TestServerOptions options;
   options.executor.max_num_seqs = 7;
@@ -182,7 +204,15 @@ TEST(ServerTest, EveryBadInputGetsInvalidArgumentNamingTheFieldAndTheServerKeeps
       {"top_k < 0", [](auto* r) { r->mutable_sampling()->set_top_k(-3); }, "sampling.top_k"},
       {"min_p < 0", [](auto* r) { r->mutable_sampling()->set_min_p(-0.5f); }, "sampling.min_p"},
       {"min_p > 1", [](auto* r) { r->mutable_sampling()->set_min_p(1.5f); }, "sampling.min_p"},
+      {"presence_penalty nan", [nan](auto* r) { r->mutable_sampling()->set_presence_penalty(nan); },
+       "sampling.presence_penalty"},
+      {"repetition_penalty 0", [](auto* r) { r->mutable_sampling()->set_repetition_penalty(0.0f); },
+       "sampling.repetition_penalty"},
       {"logprobs over the cap", [max_logprobs](auto* r) { r->set_logprobs(max_logprobs + 1); }, "logprobs"},
+      {"logprobs < 0", [](auto* r) { r->set_logprobs(-1); }, "logprobs"},
+      {"stop token id == vocab", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(300); },
+       "stopping.stop_token_ids[0]"},
+      {"request_id too long", [](auto* r) { r->set_request_id(std::string(300, 'x')); }, "request_id"},
   };
   for (const BadInput& c : cases) {
     v1::GenerateRequest request = GreedyRequest(Greedy()[0].prompt, 4);

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <mutex>
 #include <regex>
 #include <string>
@@ -162,6 +163,19 @@ TEST(StepserveMainTest, BadFlagsExitWithAnError) {
              "--tls_key=/nonexistent.key", "--model=" + TinyCheckpointDir()});
   EXPECT_EQ(tls.WaitExit(absl::Seconds(60)), 1) << tls.output();
   EXPECT_TRUE(absl::StrContains(tls.output(), "--tls_cert")) << tls.output();
+}
+
+// A checkpoint whose model.safetensors is a symlink loop: a clear error and exit code 1, not an uncaught
+// std::filesystem::filesystem_error (abort, exit 134).
+TEST(StepserveMainTest, SymlinkLoopCheckpointExitsWithAClearError) {
+  const std::string dir = MakeTempDir("main-symlinkloop");
+  std::filesystem::copy_file(TinyCheckpointDir() + "/config.json", dir + "/config.json");
+  std::filesystem::create_symlink("model.safetensors", dir + "/model.safetensors");
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--device=cpu",
+               "--model=" + dir});
+  EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 1) << child.output();
+  EXPECT_TRUE(absl::StrContains(child.output(), "cannot load model")) << child.output();
+  EXPECT_TRUE(absl::StrContains(child.output(), dir + "/model.safetensors")) << child.output();
 }
 
 }  // namespace
