@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every model/kernels/cuda/*.cu with nvcc for sm_90a (H100/H200) into a temporary directory, with
+# Compiles every model/ops/cuda/*.cu with nvcc for sm_90a (H100/H200) into a temporary directory, with
 # warnings as errors, and syntax-checks the C++ call sites under STEPSERVE_CUDA. Nothing runs: this only
 # proves the CUDA path builds on machines without a GPU.
 # Usage: scripts/check-cuda-compile.sh   (nvcc from PATH, else /usr/local/cuda/bin/nvcc; NVCC=... overrides)
@@ -17,9 +17,9 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
 shopt -s nullglob
-files=("$ROOT"/model/kernels/cuda/*.cu)
+files=("$ROOT"/model/ops/cuda/*.cu)
 if [ ${#files[@]} -eq 0 ]; then
-  echo "check-cuda-compile: no .cu files under model/kernels/cuda" >&2
+  echo "check-cuda-compile: no .cu files under model/ops/cuda" >&2
   exit 1
 fi
 
@@ -30,7 +30,7 @@ for f in "${files[@]}"; do
   name="$(basename "$f" .cu)"
   if ! "$NVCC" -std=c++17 -O3 --expt-relaxed-constexpr -gencode "arch=compute_${ARCH},code=sm_${ARCH}" \
       -I"$ROOT" -Werror all-warnings -Xcompiler -Wall,-Wextra -c "$f" -o "$TMP/$name.o" 2>"$TMP/$name.log"; then
-    echo "FAILED: model/kernels/cuda/$name.cu" >&2
+    echo "FAILED: model/ops/cuda/$name.cu" >&2
     cat "$TMP/$name.log" >&2
     failed=$((failed + 1))
   fi

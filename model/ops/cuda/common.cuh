@@ -8,6 +8,21 @@
 
 #include "model/ops/cuda/launchers.h"
 
+// Kernel launches and dynamic shared memory go through these macros, so the .cu files also compile as host C++
+// against the CPU emulation of the CUDA execution model (tests/cuda_emulation, STEPSERVE_CUDA_EMULATION), where
+// `kernel<<<...>>>` and `extern __shared__` do not exist. The kernel is the variadic tail because template
+// arguments contain commas:
+//   STEPSERVE_LAUNCH(grid, block, smem_bytes, stream, MyKernel<T, W>)(args...);
+//   STEPSERVE_DYNAMIC_SHARED(float, smem);  // inside the kernel: float smem[] of the launch's smem_bytes
+#if defined(STEPSERVE_CUDA_EMULATION)
+#define STEPSERVE_LAUNCH(grid, block, smem, stream, ...) \
+  ::cuda_emu::MakeLaunch(&__VA_ARGS__, (grid), (block), (smem), (stream), #__VA_ARGS__, __FILE__, __LINE__)
+#define STEPSERVE_DYNAMIC_SHARED(type, name) type* const name = ::cuda_emu::DynamicShared<type>()
+#else
+#define STEPSERVE_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#define STEPSERVE_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace stepserve::cuda::detail {
 
 using bf16 = __nv_bfloat16;

@@ -66,11 +66,17 @@ cudaError_t LaunchMoePermute(const int64_t* indices, const float* route_weights,
 
 // ---- (e) paged decode attention -----------------------------------------------------------------------------
 // One query token per sequence. For sequence s, its query row q_row[s] attends, for each of its q heads,
-// to num_cached[s] cached keys at positions first_pos[s] .. first_pos[s] + num_cached[s] - 1 read from the
-// pools, then to the sequence's own new key (row q_row[s] of k_new / v_new) at position q_pos[s].
+// to the cached keys at positions first_pos[s] .. first_pos[s] + num_cached[s] - 1 read from the pools, then
+// to the sequence's own new key (row q_row[s] of k_new / v_new) at position q_pos[s]. first_pos[s] is the
+// first cached position any query of the sequence can see and num_cached[s] the cached keys from there; it
+// may be earlier than the window's start (the start of that block, or 0 with the whole block table): keys
+// outside the window are skipped without being read.
 // Where a cached key lives: with block_tables (int32 [num_seqs, max_blocks]), position p is in slot
 // block_tables[s][p / block_size] * block_size + p % block_size; otherwise slots[slot_begin[s] + j]
-// (int64, the j-th cached key). Keys with q_pos - p >= window are masked when window > 0.
+// (int64, the j-th cached key). A key is masked, and neither it nor (outside the window) its block-table
+// entry is ever read, when p > q_pos, when window > 0 and q_pos - p >= window, when its block id is < 0 (a
+// sliding block already returned to the pool: KvSequence::block_table holds -1 there), when p / block_size
+// >= max_blocks, or when its slot is < 0 (slot lists). The new key is always visible.
 // GQA: q head h uses kv head h / (q_heads / kv_heads). Softmax in fp32 with `scale`.
 // gate (optional, [tokens, q_heads] with row stride gate_stride, in gate_dtype): the output of head h of
 // token t is rounded to the storage dtype and then multiplied by sigmoid(gate[t][h]) in fp32 (the head-wise
@@ -118,5 +124,23 @@ cudaError_t LaunchPagedDecodeAttention(const PagedDecodeParams& p, cudaStream_t 
 cudaError_t LaunchWriteKvCache(DType dtype, const void* k, const void* v, void* k_pool, void* v_pool,
                                const int64_t* src_rows, const int64_t* slots, int64_t n, int64_t row_elems,
                                cudaStream_t stream);
+
+// ---- (f) routed MoE experts over the permutation, no host round trip --------------------------------------
+// y [tokens, hidden], gate_up [experts, 2 * inter, hidden] (gate rows, then up rows), down [experts, hidden,
+// inter], all in `dtype` and contiguous; offsets (int32 [experts + 1]), sorted_slot (int32 [tokens * top_k])
+// and sorted_weight (fp32 [tokens * top_k]) from LaunchMoePermute, on the device. For every pair (token t,
+// expert e, weight w) of the permutation: act = ClampedSwiGlu(gate_up_e · y[t], limit) and h = down_e · act, the
+// matmul outputs and act rounded to `dtype` where the CPU ops round them; then
+// out[t] = sum of float(h) * w over t's pairs in ascending expert order (as the CPU loop over experts adds them).
+// out fp32 [tokens, hidden] is fully written (no zeroing needed). Deterministic: no atomics decide any sum.
+// workspace: MoeExpertsWorkspaceBytes(...) bytes (4-byte aligned at least; cudaMalloc / at::empty are), for
+// the per-pair [pairs, inter] and [pairs, hidden] intermediates in `dtype` and small index tables (it need not be
+// initialised). 1 <= top_k <= 32, experts <= 1024. Every launch of it is on `stream`; nothing is read on the host.
+cudaError_t LaunchMoeExperts(DType dtype, const void* y, const void* gate_up, const void* down,
+                             const int32_t* offsets, const int32_t* sorted_slot, const float* sorted_weight,
+                             int64_t tokens, int top_k, int experts, int64_t hidden, int64_t inter, float limit,
+                             void* workspace, float* out, cudaStream_t stream);
+int64_t MoeExpertsWorkspaceBytes(DType dtype, int64_t tokens, int top_k, int experts, int64_t hidden,
+                                 int64_t inter);
 
 }  // namespace stepserve::cuda

@@ -184,7 +184,7 @@ cudaError_t LaunchMoeRoute(const float* logits, const float* bias, int64_t token
   if (tokens == 0) return cudaSuccess;
   const int64_t blocks = (tokens + detail::kRouteWarps - 1) / detail::kRouteWarps;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  detail::MoeRouteKernel<<<static_cast<unsigned>(blocks), detail::kRouteWarps * 32, 0, stream>>>(
+  STEPSERVE_LAUNCH(static_cast<unsigned>(blocks), detail::kRouteWarps * 32, 0, stream, detail::MoeRouteKernel)(
       logits, bias, tokens, experts, top_k, sigmoid, normalize, scaling, indices, weights);
   return detail::LastLaunchError();
 }
@@ -201,11 +201,12 @@ cudaError_t LaunchMoePermute(const int64_t* indices, const float* route_weights,
   if (err != cudaSuccess) return err;
   if (n > 0) {
     const int64_t blocks = std::min<int64_t>((n + 255) / 256, 1024);
-    detail::MoeCountKernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(indices, n, experts, counts);
+    STEPSERVE_LAUNCH(static_cast<unsigned>(blocks), 256, 0, stream, detail::MoeCountKernel)(indices, n, experts,
+                                                                                           counts);
   }
-  detail::MoeOffsetsKernel<<<1, detail::kMaxExperts, 0, stream>>>(counts, experts, offsets);
+  STEPSERVE_LAUNCH(1, detail::kMaxExperts, 0, stream, detail::MoeOffsetsKernel)(counts, experts, offsets);
   if (n > 0) {
-    detail::MoeScatterKernel<<<experts, detail::kScatterThreads, 0, stream>>>(
+    STEPSERVE_LAUNCH(experts, detail::kScatterThreads, 0, stream, detail::MoeScatterKernel)(
         indices, route_weights, n, top_k, offsets, sorted_token, sorted_slot, sorted_weight);
   }
   return detail::LastLaunchError();

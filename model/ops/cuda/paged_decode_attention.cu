@@ -2,6 +2,8 @@
 // from pools [slots, kv_heads, head_dim], GQA (one block serves up to kMaxGroup query heads of one KV head,
 // so each K/V row is read once for all of them), sliding-window mask, the head-wise sigmoid gate fused into
 // the epilogue, and split-K over long contexts (flash-decoding) with a reduction kernel. fp32 math.
+// Masked keys (after the query, outside the window, in a block whose id is < 0) are never read; the score pass
+// stages each tile's V row pointers in shared memory for the P.V pass.
 #include <algorithm>
 
 #include "model/ops/cuda/common.cuh"
@@ -20,31 +22,45 @@ constexpr int kTile = 64;                // keys per tile (online softmax across
 constexpr int kMinKeysPerSplit = 256;
 constexpr int kMaxSplits = 64;
 
-struct KeyRef {
-  const void* k;
-  const void* v;
-  int pos;
+// The K and V rows of one key for one KV head; both null when the key is masked.
+template <typename T>
+struct KeyRows {
+  const T* k;
+  const T* v;
 };
 
+// Per-block constants of one sequence.
+struct SeqView {
+  int s, kvh, row, qpos, first, cached;
+};
+
+// Key j of the sequence (j < cached: the cached key at position first + j; j == cached: this step's own key).
+// Masked keys are never dereferenced, nor (outside the window) their block-table entries: a key after the query,
+// before the window, past the block table, in a block whose id is < 0 (a sliding block already returned to the
+// pool) or at a negative slot (slot-list mode) gives null rows.
 template <typename T>
-__device__ __forceinline__ KeyRef Key(const PagedDecodeParams& p, int s, int j, int kvh) {
-  const int cached = p.num_cached[s];
+__device__ __forceinline__ KeyRows<T> VisibleKey(const PagedDecodeParams& p, const SeqView& sv, int j) {
   const int64_t row_elems = static_cast<int64_t>(p.kv_heads) * p.head_dim;
-  const int64_t head_off = static_cast<int64_t>(kvh) * p.head_dim;
-  if (j == cached) {  // this step's own key
-    const int64_t off = static_cast<int64_t>(p.q_row[s]) * row_elems + head_off;
-    return {static_cast<const T*>(p.k_new) + off, static_cast<const T*>(p.v_new) + off, p.q_pos[s]};
+  const int64_t head_off = static_cast<int64_t>(sv.kvh) * p.head_dim;
+  if (j == sv.cached) {  // this step's own key
+    const int64_t off = static_cast<int64_t>(sv.row) * row_elems + head_off;
+    return {static_cast<const T*>(p.k_new) + off, static_cast<const T*>(p.v_new) + off};
   }
-  const int pos = p.first_pos[s] + j;
+  const int pos = sv.first + j;
+  if (pos < 0 || pos > sv.qpos || (p.window > 0 && sv.qpos - pos >= p.window)) return {nullptr, nullptr};
   int64_t slot;
   if (p.block_tables != nullptr) {
-    const int32_t block = p.block_tables[static_cast<int64_t>(s) * p.max_blocks + pos / p.block_size];
+    const int logical = pos / p.block_size;
+    if (logical >= p.max_blocks) return {nullptr, nullptr};
+    const int32_t block = p.block_tables[static_cast<int64_t>(sv.s) * p.max_blocks + logical];
+    if (block < 0) return {nullptr, nullptr};
     slot = static_cast<int64_t>(block) * p.block_size + pos % p.block_size;
   } else {
-    slot = p.slots[p.slot_begin[s] + j];
+    slot = p.slots[p.slot_begin[sv.s] + j];
+    if (slot < 0) return {nullptr, nullptr};
   }
   const int64_t off = slot * row_elems + head_off;
-  return {static_cast<const T*>(p.k_pool) + off, static_cast<const T*>(p.v_pool) + off, pos};
+  return {static_cast<const T*>(p.k_pool) + off, static_cast<const T*>(p.v_pool) + off};
 }
 
 __device__ __forceinline__ float GateValue(const PagedDecodeParams& p, int row, int h) {
@@ -60,6 +76,8 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
   __shared__ float q_s[kMaxGroup][kMaxHeadDim];
   __shared__ float p_s[kMaxGroup][kTile];
   __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], alpha_s[kMaxGroup];
+  // V rows of the tile's keys, staged by the score pass for the P.V pass (null: masked, probability 0).
+  __shared__ const T* v_rows[kTile];
 
   const int s = blockIdx.x;
   const int kvh = blockIdx.y / head_groups;
@@ -71,12 +89,15 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
   const int d = p.head_dim;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  const int total = p.num_cached[s] + 1;
-  const int per_split = (total + splits - 1) / splits;
-  const int kbeg = min(total, split * per_split);
-  const int kend = min(total, kbeg + per_split);
   const int row = p.q_row[s];
   const int qpos = p.q_pos[s];
+  const SeqView sv{s, kvh, row, qpos, p.first_pos[s], p.num_cached[s]};
+  // Keys j in [jlo, cached]: those before the window are not even visited, so the splits share the visible ones.
+  const int jlo = p.window > 0 ? min(sv.cached, max(0, qpos - p.window + 1 - sv.first)) : 0;
+  const int total = sv.cached + 1 - jlo;
+  const int per_split = (total + splits - 1) / splits;
+  const int kbeg = jlo + min(total, split * per_split);
+  const int kend = jlo + min(total, split * per_split + per_split);
 
   const T* q = static_cast<const T*>(p.q) + (static_cast<int64_t>(row) * p.q_heads + h0) * d;
   for (int i = tid; i < ng * d; i += kThreads) q_s[i / d][i % d] = ToFloat<T>(q[i]);
@@ -94,17 +115,20 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
 
   for (int t0 = kbeg; t0 < kend; t0 += kTile) {
     const int tn = min(kTile, kend - t0);
-    // Scores: a warp per key, lanes across channels.
+    // Scores: a warp per key, lanes across channels. The key's address is computed once, here.
     for (int jj = warp; jj < tn; jj += kWarps) {
-      const KeyRef key = Key<T>(p, s, t0 + jj, kvh);
-      const T* kr = static_cast<const T*>(key.k);
+      const KeyRows<T> key = VisibleKey<T>(p, sv, t0 + jj);  // the same in every lane of the warp
+      if (lane == 0) v_rows[jj] = key.v;
+      if (key.k == nullptr) {
+        for (int g = lane; g < ng; g += 32) p_s[g][jj] = -INFINITY;
+        continue;
+      }
       float kv[kMaxLaneCh];
 #pragma unroll
       for (int i = 0; i < kMaxLaneCh; ++i) {
         const int c = lane + 32 * i;
-        kv[i] = c < d ? ToFloat<T>(kr[c]) : 0.0f;
+        kv[i] = c < d ? ToFloat<T>(key.k[c]) : 0.0f;
       }
-      const bool visible = key.pos <= qpos && (p.window <= 0 || qpos - key.pos < p.window);
       for (int g = 0; g < ng; ++g) {
         float dot = 0.0f;
 #pragma unroll
@@ -113,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
           if (c < d) dot += q_s[g][c] * kv[i];
         }
         dot = WarpSum(dot);
-        if (lane == 0) p_s[g][jj] = visible ? dot * p.scale : -INFINITY;
+        if (lane == 0) p_s[g][jj] = dot * p.scale;
       }
     }
     __syncthreads();
@@ -149,7 +173,8 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
       }
     }
     for (int jj = 0; jj < tn; ++jj) {
-      const T* vr = static_cast<const T*>(Key<T>(p, s, t0 + jj, kvh).v);
+      const T* vr = v_rows[jj];  // staged by the score pass (the barriers above order it)
+      if (vr == nullptr) continue;  // masked: probability 0, never read
       float vv[kMaxCh];
 #pragma unroll
       for (int c = 0; c < kMaxCh; ++c) {
@@ -165,7 +190,7 @@ __global__ void __launch_bounds__(kThreads) PagedDecodeKernel(const PagedDecodeP
         }
       }
     }
-    __syncthreads();  // p_s and alpha_s are rewritten by the next tile
+    __syncthreads();  // p_s, alpha_s and v_rows are rewritten by the next tile
   }
 
   if (splits == 1) {
@@ -247,9 +272,9 @@ template <typename T>
 cudaError_t Launch(const PagedDecodeParams& p, int splits, cudaStream_t stream) {
   const int head_groups = HeadGroups(p);
   const dim3 grid(p.num_seqs, p.kv_heads * head_groups, splits);
-  PagedDecodeKernel<T><<<grid, kThreads, 0, stream>>>(p, splits, head_groups);
+  STEPSERVE_LAUNCH(grid, kThreads, 0, stream, PagedDecodeKernel<T>)(p, splits, head_groups);
   if (splits > 1) {
-    PagedDecodeReduceKernel<T><<<dim3(p.num_seqs, p.q_heads), kThreads, 0, stream>>>(p, splits);
+    STEPSERVE_LAUNCH(dim3(p.num_seqs, p.q_heads), kThreads, 0, stream, PagedDecodeReduceKernel<T>)(p, splits);
   }
   return LastLaunchError();
 }
@@ -311,7 +336,7 @@ cudaError_t LaunchWrite(const void* k, const void* v, void* k_pool, void* v_pool
   const int64_t total = n * row_elems;
   if (total == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>((total + 255) / 256, 132 * 16);
-  WriteKvCacheKernel<T><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
+  STEPSERVE_LAUNCH(static_cast<unsigned>(blocks), 256, 0, stream, WriteKvCacheKernel<T>)(
       static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(k_pool), static_cast<T*>(v_pool), src_rows,
       slots, n, row_elems);
   return LastLaunchError();

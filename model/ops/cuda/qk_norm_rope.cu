@@ -13,7 +13,7 @@ __global__ void QkNormRopeKernel(T* __restrict__ q, int64_t q_stride, T* __restr
                                  const W* __restrict__ q_weight, const W* __restrict__ k_weight,
                                  const int64_t* __restrict__ positions, const float* __restrict__ inv_freq,
                                  int64_t tokens, int q_heads, int k_heads, int head_dim, int rotary_dim, float eps) {
-  extern __shared__ float smem[];  // [kWarpsPerBlock][head_dim]
+  STEPSERVE_DYNAMIC_SHARED(float, smem);  // [kWarpsPerBlock][head_dim]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   float* buf = smem + warp * head_dim;
   const int heads = q_heads + k_heads;
@@ -37,7 +37,8 @@ __global__ void QkNormRopeKernel(T* __restrict__ q, int64_t q_stride, T* __restr
   for (int i = lane; i < head_dim; i += 32) buf[i] = RoundTo<T>(buf[i] * inv * (ToFloat<W>(weight[i]) + 1.0f));
   __syncwarp();
   const int half = rotary_dim / 2;
-  const float pos = static_cast<float>(positions[t]);
+  // positions may be null when rotary_dim == 0 (the wrapper passes nullptr then): read it only for a rotation.
+  const float pos = rotary_dim > 0 ? static_cast<float>(positions[t]) : 0.0f;
   for (int i = lane; i < head_dim; i += 32) {
     float o = buf[i];
     if (i < rotary_dim) {
@@ -59,7 +60,7 @@ cudaError_t Launch(void* q, int64_t q_stride, void* k, int64_t k_stride, const v
   const int64_t blocks = (items + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
   const size_t smem = sizeof(float) * kWarpsPerBlock * head_dim;
-  QkNormRopeKernel<T, W><<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, smem, stream>>>(
+  STEPSERVE_LAUNCH(static_cast<unsigned>(blocks), kWarpsPerBlock * 32, smem, stream, QkNormRopeKernel<T, W>)(
       static_cast<T*>(q), q_stride, static_cast<T*>(k), k_stride, static_cast<const W*>(q_weight),
       static_cast<const W*>(k_weight), positions, inv_freq, tokens, q_heads, k_heads, head_dim, rotary_dim, eps);
   return LastLaunchError();

@@ -58,13 +58,13 @@ cudaError_t Launch(const void* x, void* residual, const void* weight, void* out,
   const dim3 grid(static_cast<unsigned>(rows));
   const bool vec = hidden % kVec == 0 && Aligned(x, 16) && Aligned(residual, 16) && Aligned(out, 16);
   if (vec) {
-    AddRmsNormKernel<T, W, kVec><<<grid, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(residual),
-                                                               static_cast<const W*>(weight), static_cast<T*>(out),
-                                                               hidden, eps);
+    STEPSERVE_LAUNCH(grid, threads, 0, stream, AddRmsNormKernel<T, W, kVec>)(
+        static_cast<const T*>(x), static_cast<T*>(residual), static_cast<const W*>(weight), static_cast<T*>(out),
+        hidden, eps);
   } else {
-    AddRmsNormKernel<T, W, 1><<<grid, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(residual),
-                                                            static_cast<const W*>(weight), static_cast<T*>(out),
-                                                            hidden, eps);
+    STEPSERVE_LAUNCH(grid, threads, 0, stream, AddRmsNormKernel<T, W, 1>)(
+        static_cast<const T*>(x), static_cast<T*>(residual), static_cast<const W*>(weight), static_cast<T*>(out),
+        hidden, eps);
   }
   return LastLaunchError();
 }

@@ -32,7 +32,7 @@ cudaError_t Launch(const void* gate_up, void* out, int64_t rows, int64_t inter, 
   if (n == 0) return cudaSuccess;
   constexpr int kThreads = 256;
   const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 132 * 32);
-  ClampedSwiGluKernel<T><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+  STEPSERVE_LAUNCH(static_cast<unsigned>(blocks), kThreads, 0, stream, ClampedSwiGluKernel<T>)(
       static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter, limit);
   return LastLaunchError();
 }
