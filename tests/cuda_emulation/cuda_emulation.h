@@ -242,7 +242,7 @@ struct Fiber {
 };
 
 #if CUDA_EMU_ASAN
-constexpr size_t kStackBytes = size_t{256} << 10;
+constexpr size_t kStackBytes = size_t{128} << 10;  // ASan clears a stack's shadow on every switch into it
 #else
 constexpr size_t kStackBytes = size_t{64} << 10;
 #endif
@@ -316,12 +316,16 @@ class Engine {
     EmuThread& me = threads_[cur_];
     me.state = State::kBarrier;
     me.site = site;
-    if (done_ > 0) Fault(DivergentBarrierMessage());
+    if (done_ > 0) {
+      RecordFault(DivergentBarrierMessage());
+      AbandonFiber();
+    }
     if (++barrier_waiting_ == n_) {
       for (const EmuThread& t : threads_) {
         if (t.site.line != site.line || (t.site.file != site.file && std::strcmp(t.site.file, site.file) != 0)) {
-          Fault("__syncthreads reached at different call sites: thread " + Dim(me.idx) + " at " + SiteString(site) +
-                ", thread " + Dim(t.idx) + " at " + SiteString(t.site));
+          RecordFault("__syncthreads reached at different call sites: thread " + Dim(me.idx) + " at " +
+                      SiteString(site) + ", thread " + Dim(t.idx) + " at " + SiteString(t.site));
+          AbandonFiber();
         }
       }
       barrier_waiting_ = 0;
@@ -338,12 +342,14 @@ class Engine {
     EmuThread& me = threads_[cur_];
     const int lane = me.linear & 31;
     if (((mask >> lane) & 1u) == 0) {
-      Fault(std::string(WarpOpName(op)) + " at " + SiteString(site) + ": thread " + Dim(me.idx) + " (lane " +
-            std::to_string(lane) + ") is not in its own mask " + Hex(mask));
+      RecordFault(std::string(WarpOpName(op)) + " at " + SiteString(site) + ": thread " + Dim(me.idx) + " (lane " +
+                  std::to_string(lane) + ") is not in its own mask " + Hex(mask));
+      AbandonFiber();
     }
     if (width <= 0 || width > 32 || (width & (width - 1)) != 0) {
-      Fault(std::string(WarpOpName(op)) + " at " + SiteString(site) + ": width " + std::to_string(width) +
-            " is not a power of two <= 32");
+      RecordFault(std::string(WarpOpName(op)) + " at " + SiteString(site) + ": width " + std::to_string(width) +
+                  " is not a power of two <= 32");
+      AbandonFiber();
     }
     me.state = State::kWarp;
     me.site = site;
@@ -487,9 +493,15 @@ class Engine {
     }
   }
 
-  [[noreturn]] void Fault(std::string message) {
-    const int me = cur_;
+  // A fault in the running thread: record what happened (a statement of its own, so that the temporaries
+  // building the message are destroyed before the switch), then AbandonFiber().
+  void RecordFault(std::string message) {
     if (fault_.empty()) fault_ = std::move(message);
+    faulted_ = true;
+  }
+
+  [[noreturn]] void AbandonFiber() {
+    const int me = cur_;
     faulted_ = true;
     Fiber& a = *fibers_[me];
     a.live = false;  // abandoned mid-kernel; re-made before its next use
@@ -503,15 +515,19 @@ class Engine {
     EmuThread& me = threads_[cur_];
     me.state = State::kDone;
     ++done_;
-    if (barrier_waiting_ > 0) Fault(DivergentBarrierMessage());
+    if (barrier_waiting_ > 0) {
+      RecordFault(DivergentBarrierMessage());
+      AbandonFiber();
+    }
     // A lane of this warp waiting on a collective that names this thread can never be released.
     const int base = me.linear & ~31, lane = me.linear & 31;
     for (int l = 0; l < 32 && base + l < n_; ++l) {
       const EmuThread& t = threads_[base + l];
       if (t.state == State::kWarp && ((t.mask >> lane) & 1u) != 0) {
-        Fault(std::string(WarpOpName(t.op)) + " at " + SiteString(t.site) + " (mask " + Hex(t.mask) +
-              ") waits in thread " + Dim(t.idx) + " for lane " + std::to_string(lane) + " (thread " + Dim(me.idx) +
-              "), which has exited");
+        RecordFault(std::string(WarpOpName(t.op)) + " at " + SiteString(t.site) + " (mask " + Hex(t.mask) +
+                    ") waits in thread " + Dim(t.idx) + " for lane " + std::to_string(lane) + " (thread " +
+                    Dim(me.idx) + "), which has exited");
+        AbandonFiber();
       }
     }
     Yield();
@@ -548,17 +564,20 @@ class Engine {
     for (int l = 0; l < 32; ++l) {
       if (((mask >> l) & 1u) == 0) continue;
       if (base + l >= n_) {
-        Fault(where() + " names lane " + std::to_string(l) + ", which does not exist (the block has " +
-              std::to_string(n_) + " threads)");
+        RecordFault(where() + " names lane " + std::to_string(l) + ", which does not exist (the block has " +
+                    std::to_string(n_) + " threads)");
+        AbandonFiber();
       }
       const EmuThread& t = threads_[base + l];
       if (t.state == State::kDone) {
-        Fault(where() + " names lane " + std::to_string(l) + " (thread " + Dim(t.idx) + "), which has exited");
+        RecordFault(where() + " names lane " + std::to_string(l) + " (thread " + Dim(t.idx) + "), which has exited");
+        AbandonFiber();
       }
       if (t.state != State::kWarp || t.mask != mask || t.op != me.op) return;  // not there yet
       if (t.size != me.size) {
-        Fault(where() + ": lanes exchange values of different sizes (" + std::to_string(t.size) + " and " +
-              std::to_string(me.size) + " bytes)");
+        RecordFault(where() + ": lanes exchange values of different sizes (" + std::to_string(t.size) + " and " +
+                    std::to_string(me.size) + " bytes)");
+        AbandonFiber();
       }
     }
     unsigned votes = 0;
@@ -583,8 +602,9 @@ class Engine {
       if (t.op == WarpOp::kShfl || t.op == WarpOp::kShflXor || t.op == WarpOp::kShflUp ||
           t.op == WarpOp::kShflDown) {
         if (((mask >> src) & 1u) == 0) {
-          Fault(std::string(WarpOpName(t.op)) + " at " + SiteString(t.site) + ": lane " + std::to_string(l) +
-                " reads lane " + std::to_string(src) + ", which is not in the mask " + Hex(mask));
+          RecordFault(std::string(WarpOpName(t.op)) + " at " + SiteString(t.site) + ": lane " + std::to_string(l) +
+                      " reads lane " + std::to_string(src) + ", which is not in the mask " + Hex(mask));
+          AbandonFiber();
         }
         t.result = threads_[base + src].value;
       }

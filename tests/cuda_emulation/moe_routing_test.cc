@@ -1,6 +1,6 @@
-// The MoE router and permutation kernels (model/ops/cuda/moe_routing.cu), emulated on the CPU: routing against
-// the CPU semantics of MoeBlock::Route (sigmoid or softmax scores, top-k of score + bias, unbiased weights,
-// optional normalisation, scaling), the permutation against a direct grouping by expert.
+// The MoE router and permutation kernels (model/ops/cuda/moe_routing.cu), emulated on the CPU, against their CPU
+// twins MoeRouteCpu (sigmoid or softmax scores, top-k of score + bias, unbiased weights, optional normalisation,
+// scaling) and MoePermuteCpu (the (token, slot) pairs grouped by expert, ascending flat index within one).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -10,21 +10,11 @@
 
 #include <ATen/ATen.h>
 
+#include "model/ops/moe_routing.h"
 #include "tests/cuda_emulation/emulation_test_util.h"
 
 namespace stepserve::emulation_test {
 namespace {
-
-// MoeBlock::Route's math on the CPU, for router logits already computed (fp32).
-std::pair<at::Tensor, at::Tensor> RouteReference(const at::Tensor& logits, const at::Tensor& bias, int top_k,
-                                                 bool sigmoid, bool normalize, double scaling) {
-  at::Tensor scores = sigmoid ? at::sigmoid(logits) : at::softmax(logits, -1);
-  at::Tensor choice = bias.defined() ? scores + bias : scores;
-  at::Tensor idx = std::get<1>(at::topk(choice, top_k, -1));
-  at::Tensor w = scores.gather(1, idx);
-  if (normalize && top_k > 1) w = w / w.sum(-1, true);
-  return {idx, w * scaling};
-}
 
 // experts, top_k, sigmoid, bias, normalize, scaling
 using RouteCase = std::tuple<int, int, bool, bool, bool, double>;
@@ -38,7 +28,7 @@ void CheckRoute(const RouteCase& c) {
   SCOPED_TRACE(what);
   at::Tensor logits = at::randn({tokens, experts}, Opt()) * 2;
   at::Tensor bias = with_bias ? at::randn({experts}, Opt()) * 0.1 : at::Tensor();
-  auto [idx_ref, w_ref] = RouteReference(logits, bias, top_k, sigmoid, normalize, scaling);
+  const RouterOutput ref = MoeRouteCpu(logits, bias, top_k, sigmoid, normalize, scaling);
   at::Tensor idx = at::full({tokens, top_k}, -1, Opt(at::kLong));
   at::Tensor w = at::full({tokens, top_k}, std::nan(""), Opt());
   LaunchCheck check;
@@ -48,8 +38,8 @@ void CheckRoute(const RouteCase& c) {
             cudaSuccess);
   EXPECT_EQ(check.blocks(), static_cast<uint64_t>((tokens + 3) / 4));
   // Same experts in the same order (descending score + bias; no ties in these random logits).
-  EXPECT_TRUE(at::equal(idx, idx_ref));
-  EXPECT_REL_CLOSE(w, w_ref, kFp32RelTol, "moe route weights " + what);
+  EXPECT_TRUE(at::equal(idx, ref.indices));
+  EXPECT_REL_CLOSE(w, ref.weights, kFp32RelTol, "moe route weights " + what);
 }
 
 // Experts 8..1000 (33, 40, 288, 1000: not multiples of 32), top_k 1..8 and 32, with and without bias,
@@ -93,27 +83,16 @@ void CheckPermute(const PermuteCase& c) {
             cudaSuccess);
   EXPECT_GE(check.launches(), 1u);
 
-  // The reference: for each expert in turn, its (token, slot) pairs in ascending flat index.
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* wp = w.data_ptr<float>();
-  std::vector<int32_t> counts_ref(experts, 0), offsets_ref(experts + 1, 0), token_ref, slot_ref;
-  std::vector<float> weight_ref;
-  for (int e = 0; e < experts; ++e) {
-    for (int64_t i = 0; i < n; ++i) {
-      if (ip[i] != e) continue;
-      ++counts_ref[e];
-      token_ref.push_back(static_cast<int32_t>(i / top_k));
-      slot_ref.push_back(static_cast<int32_t>(i));
-      weight_ref.push_back(wp[i]);
-    }
-    offsets_ref[e + 1] = offsets_ref[e] + counts_ref[e];
-  }
-  EXPECT_EQ(counts, counts_ref);
-  EXPECT_EQ(offsets, offsets_ref);
-  EXPECT_EQ(token, token_ref);
-  EXPECT_EQ(slot, slot_ref);
+  const MoePermutation ref = MoePermuteCpu(idx, with_weights ? w : at::Tensor(), experts);
+  auto ints = [](const std::vector<int32_t>& v) {
+    return at::tensor(at::ArrayRef<int32_t>(v), at::TensorOptions().dtype(at::kInt));
+  };
+  EXPECT_TRUE(at::equal(ints(counts), ref.counts));
+  EXPECT_TRUE(at::equal(ints(offsets), ref.offsets));
+  EXPECT_TRUE(at::equal(ints(token), ref.sorted_token));
+  EXPECT_TRUE(at::equal(ints(slot), ref.sorted_slot));
   if (with_weights) {
-    EXPECT_EQ(weight, weight_ref);
+    EXPECT_TRUE(at::equal(at::tensor(at::ArrayRef<float>(weight), Opt()), ref.sorted_weight));
   } else {
     EXPECT_EQ(weight, std::vector<float>(n, -1.0f));  // not written
   }

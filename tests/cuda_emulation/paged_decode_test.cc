@@ -1,5 +1,5 @@
 // The paged decode attention and KV-write kernels (model/ops/cuda/paged_decode_attention.cu), emulated on the
-// CPU, against the CPU ops PagedAttention and WriteKvCache: GQA groups 1..20 (two head groups per KV head past
+// CPU, against the CPU twins PagedAttentionCpu and WriteKvCacheCpu: GQA groups 1..20 (two head groups per KV head past
 // 16), head_dim 64/80/128, sliding windows whose early blocks were returned to the pool (-1 in the block table),
 // windows larger than the context, split-K (1, 3, automatic) over a long context, the fused gate, fp32 and bf16,
 // block-table and slot-list addressing.
@@ -46,7 +46,8 @@ struct SeqAttention {
 };
 
 at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
-                          const at::Tensor& v_pool, const std::vector<SeqAttention>& seqs, const AttentionShape& shape) {
+                          const at::Tensor& v_pool, const std::vector<SeqAttention>& seqs,
+                          const AttentionShape& shape, const at::Tensor& gate) {
   AttentionMetadata m;
   std::vector<at::Tensor> slots;
   for (const SeqAttention& s : seqs) {
@@ -62,7 +63,7 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
     m.seqs.push_back(a);
   }
   m.read_slots = slots.empty() ? at::empty({0}, at::TensorOptions().dtype(at::kLong)) : at::cat(slots);
-  return PagedAttentionCpu(q, k, v, k_pool, v_pool, m, shape, at::Tensor());
+  return PagedAttentionCpu(q, k, v, k_pool, v_pool, m, shape, gate);
 }
 
 void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
@@ -171,11 +172,9 @@ class DecodeCase {
 
   AttentionShape Shape() const { return {nh_, nkv_, window_, 1.0 / std::sqrt(static_cast<double>(d_))}; }
 
-  // The CPU op (PagedAttention reads only the plan's slots), gated as Attention::Forward gates it.
+  // The CPU twin (it reads only the plan's slots), with the head-wise gate when `gated`.
   at::Tensor Reference(bool gated) const {
-    at::Tensor ref = PagedAttention(q_, k_, v_, k_pool_, v_pool_, seqs_, Shape());
-    if (gated) ref = (ref.to(at::kFloat) * at::sigmoid(gate_.to(at::kFloat)).unsqueeze(-1)).to(dt_);
-    return ref;
+    return PagedAttention(q_, k_, v_, k_pool_, v_pool_, seqs_, Shape(), gated ? gate_ : at::Tensor());
   }
 
   // The kernel, through the launcher. Fills `splits_used` with the split the launcher chose.

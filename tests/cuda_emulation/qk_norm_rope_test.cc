@@ -1,5 +1,5 @@
 // The per-head Q/K RMSNorm + partial RoPE kernel (model/ops/cuda/qk_norm_rope.cu), emulated on the CPU,
-// against the CPU ops (RmsNorm per head, then RotaryEmbedding::Apply), in place on views into a packed QKV
+// against its CPU twin QkNormRopeCpu (inv_freq from RotaryEmbedding), in place on views into a packed QKV
 // buffer, including rotary_dim 0 with positions == nullptr (as the wrapper passes it).
 #include <gtest/gtest.h>
 
@@ -10,7 +10,6 @@
 
 #include "model/config.h"
 #include "model/ops/qk_norm_rope.h"
-#include "model/ops/rms_norm.h"
 #include "model/rotary_embedding.h"
 #include "tests/cuda_emulation/emulation_test_util.h"
 
@@ -44,13 +43,11 @@ void CheckQkNormRope(const Case& c) {
   at::Tensor qw = (at::randn({d}, Opt()) * 0.1).to(wdt), kw = (at::randn({d}, Opt()) * 0.1).to(wdt);
   at::Tensor positions = at::randint(0, 200000, {n}, Opt(at::kLong));
   positions[0] = 0;
-  // The CPU ops, as Attention::Forward applies them.
-  at::Tensor q_ref = RmsNorm(qkv.narrow(1, 0, nh * d).view({n, nh, d}), qw, kEps);
-  at::Tensor k_ref = RmsNorm(qkv.narrow(1, nh * d, nkv * d).view({n, nkv, d}), kw, kEps);
-  if (rotary_dim > 0) {
-    q_ref = ApplyRotaryCpu(q_ref, positions, rope.inv_freq(), rope.rotary_dim());
-    k_ref = ApplyRotaryCpu(k_ref, positions, rope.inv_freq(), rope.rotary_dim());
-  }
+  // The CPU twin, in place on views into its own copy of the packed buffer (rotary_dim 0: no positions).
+  at::Tensor ref_buf = qkv.clone();
+  at::Tensor q_ref = ref_buf.narrow(1, 0, nh * d).view({n, nh, d});
+  at::Tensor k_ref = ref_buf.narrow(1, nh * d, nkv * d).view({n, nkv, d});
+  QkNormRopeCpu(q_ref, k_ref, qw, kw, rotary_dim > 0 ? positions : at::Tensor(), rope.inv_freq(), rotary_dim, kEps);
 
   at::Tensor buf = qkv.clone();
   at::Tensor q = buf.narrow(1, 0, nh * d).view({n, nh, d});

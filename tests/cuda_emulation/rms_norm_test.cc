@@ -1,5 +1,6 @@
-// The RMSNorm kernel (model/ops/cuda/rms_norm.cu), emulated on the CPU, against the CPU op: plain and with the
-// fused residual add; vectorised (hidden a multiple of 16 bytes, aligned) and scalar paths; 128/256/512 threads.
+// The RMSNorm kernel (model/ops/cuda/rms_norm.cu), emulated on the CPU, against its CPU twins RmsNormCpu and
+// AddRmsNormCpu: plain and with the fused residual add; vectorised (hidden a multiple of 16 bytes, aligned) and
+// scalar paths; 128/256/512 threads.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -32,9 +33,9 @@ void CheckRmsNorm(const Case& c) {
   at::Tensor x = (at::randn({rows, hidden}, Opt()) * 3).to(dt);
   at::Tensor residual = at::randn({rows, hidden}, Opt()).to(dt);
   at::Tensor w = (at::randn({hidden}, Opt()) * 0.2).to(wdt);
-  // The CPU op: residual += x (in the storage dtype), then RMSNorm(+1) of the sum.
-  at::Tensor res_ref = fused ? (residual + x) : residual.clone();
-  at::Tensor ref = RmsNorm(res_ref, w, kEps);
+  // The CPU twins: residual += x (in the storage dtype, in place), then RMSNorm(+1) of the sum.
+  at::Tensor res_ref = residual.clone();
+  at::Tensor ref = fused ? AddRmsNormCpu(x, res_ref, w, kEps) : RmsNormCpu(res_ref, w, kEps);
 
   // Storage for the kernel; one element of offset makes every row pointer misaligned for the vector path.
   const int64_t off = misaligned ? 1 : 0;
