@@ -34,8 +34,7 @@ int32_t BlockManager::BlocksNeeded(const KvSequence& seq, int64_t num_new, Atten
   for (int64_t b = 0; b < static_cast<int64_t>(table.size()); ++b) {
     if (table[b] >= 0 && (b + 1) * B <= kept_from) ++freed;
   }
-  // New keys are stored only where a later query (position >= length) can see them.
-  const int64_t write_from = std::max(start, FirstVisiblePosition(length, kind));
+  const int64_t write_from = FirstStoredPosition(start, num_new, kind);
   for (int64_t b = write_from / B; write_from < length && b <= (length - 1) / B; ++b) {
     if (b >= static_cast<int64_t>(table.size()) || table[b] < 0) ++needed;
   }
@@ -57,7 +56,7 @@ bool BlockManager::AllocateSlots(KvSequence& seq, int64_t num_new) {
     if (!HasKind(kind)) continue;
     ReleaseBefore(seq, kind, FirstVisiblePosition(start, kind));
     auto& table = seq.block_table[Index(kind)];
-    const int64_t write_from = std::max(start, FirstVisiblePosition(length, kind));
+    const int64_t write_from = FirstStoredPosition(start, num_new, kind);
     if (write_from >= length) continue;
     const int64_t last_block = (length - 1) / B;
     if (static_cast<int64_t>(table.size()) <= last_block) table.resize(last_block + 1, -1);

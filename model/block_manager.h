@@ -7,6 +7,7 @@
 // query of this step or a later one can still see. Not thread-safe: the engine thread owns it.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -34,6 +35,12 @@ class BlockManager {
   // First key position that a query at `query_pos` can see in layers of `kind` (the cache keeps keys for
   // the widest sliding window of the model).
   int64_t FirstVisiblePosition(int64_t query_pos, AttentionKind kind) const;
+
+  // First position of the chunk [start, start + n) whose key is stored for `kind`: only keys a later query
+  // (at start + n or beyond) can see are kept.
+  int64_t FirstStoredPosition(int64_t start, int64_t n, AttentionKind kind) const {
+    return std::max(start, FirstVisiblePosition(start + n, kind));
+  }
 
   // Net blocks of `kind` that AllocateSlots(seq, num_new) takes from the pool (negative when sliding
   // blocks it returns outnumber the new ones).

@@ -21,6 +21,22 @@ CausalLM::CausalLM(ModelConfig config, ModelWeights weights, at::Device device)
   }
 }
 
+absl::Status CausalLM::CheckChunk(int64_t start_pos, int64_t num_tokens, const int64_t* tokens) const {
+  if (num_tokens <= 0) return absl::InvalidArgumentError("every sequence chunk needs at least one token");
+  if (start_pos < 0) return absl::InvalidArgumentError("start_pos must not be negative");
+  if (start_pos + num_tokens > config_.max_position_embeddings) {
+    return absl::OutOfRangeError(absl::StrCat("positions up to ", start_pos + num_tokens,
+                                              " exceed max_position_embeddings ", config_.max_position_embeddings));
+  }
+  for (int64_t i = 0; i < num_tokens; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 StepInputs CausalLM::Upload(const StepPlan& plan) const {
   return UploadStepPlan(plan, config_.MaxSlidingWindow(), device_);
 }
@@ -30,27 +46,20 @@ absl::StatusOr<at::Tensor> CausalLM::Execute(const StepPlan& plan, KvPools* pool
   // Checks on the host plan only: nothing here reads device memory.
   int64_t sum = 0;
   bool any_cached = false;
-  for (const PlannedChunk& c : plan.chunks) {
-    if (c.num_tokens <= 0) return absl::InvalidArgumentError("every sequence chunk needs at least one token");
-    if (c.start_pos < 0) return absl::InvalidArgumentError("start_pos must not be negative");
-    if (c.start_pos + c.num_tokens > config_.max_position_embeddings) {
-      return absl::OutOfRangeError(absl::StrCat("positions up to ", c.start_pos + c.num_tokens,
-                                                " exceed max_position_embeddings ", config_.max_position_embeddings));
-    }
-    sum += c.num_tokens;
-    any_cached = any_cached || c.cached;
+  for (const PlannedChunk& ch : plan.chunks) {
+    sum += ch.num_tokens;
+    any_cached = any_cached || ch.cached;
   }
   if (sum != plan.num_tokens() || static_cast<int64_t>(plan.positions.size()) != sum) {
     return absl::InvalidArgumentError(absl::StrCat("chunks cover ", sum, " tokens but the plan has ",
                                                    plan.num_tokens()));
   }
-  if (any_cached && pools == nullptr) return absl::InvalidArgumentError("a chunk is cached but no KV pools were given");
-  for (int64_t t : plan.token_ids) {
-    if (t < 0 || t >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token id ", t, " is outside the vocabulary [0, ",
-                                                     config_.vocab_size, ")"));
-    }
+  const int64_t* tokens = plan.token_ids.data();
+  for (const PlannedChunk& ch : plan.chunks) {
+    RETURN_IF_ERROR(CheckChunk(ch.start_pos, ch.num_tokens, tokens));
+    tokens += ch.num_tokens;
   }
+  if (any_cached && pools == nullptr) return absl::InvalidArgumentError("a chunk is cached but no KV pools were given");
   const StepInputs step = Upload(plan);
   at::Tensor h = embed_.index_select(0, step.token_ids);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -68,9 +77,16 @@ absl::StatusOr<at::Tensor> CausalLM::Forward(const ForwardBatch& batch, PagedKvC
     return absl::InvalidArgumentError("token_ids must be a 1-D tensor");
   }
   at::Tensor ids = batch.token_ids.to(at::kCPU, at::kLong).contiguous();
+  // Every check before any block is allocated, so a failure has no side effects.
   int64_t sum = 0;
+  for (const SequenceChunk& s : batch.seqs) sum += s.num_tokens;
+  if (sum != ids.numel()) {
+    return absl::InvalidArgumentError(absl::StrCat("chunks cover ", sum, " tokens but the batch has ", ids.numel()));
+  }
+  const int64_t* tokens = ids.data_ptr<int64_t>();
   for (const SequenceChunk& s : batch.seqs) {
-    if (s.num_tokens <= 0) return absl::InvalidArgumentError("every sequence chunk needs at least one token");
+    RETURN_IF_ERROR(CheckChunk(s.start_pos, s.num_tokens, tokens));
+    tokens += s.num_tokens;
     if (s.kv != nullptr) {
       if (cache == nullptr) return absl::InvalidArgumentError("a chunk has a KV handle but no cache was given");
       if (s.kv->num_tokens != s.start_pos) {
@@ -78,12 +94,7 @@ absl::StatusOr<at::Tensor> CausalLM::Forward(const ForwardBatch& batch, PagedKvC
                                                        s.kv->num_tokens, " tokens in its KV cache"));
       }
     }
-    sum += s.num_tokens;
   }
-  if (sum != ids.numel()) {
-    return absl::InvalidArgumentError(absl::StrCat("chunks cover ", sum, " tokens but the batch has ", ids.numel()));
-  }
-  // Check the whole step's block demand before allocating anything, so a failure has no side effects.
   if (cache != nullptr) {
     for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
       int64_t needed = 0;
@@ -101,7 +112,7 @@ absl::StatusOr<at::Tensor> CausalLM::Forward(const ForwardBatch& batch, PagedKvC
     }
   }
   StepPlanBuilder builder(cache != nullptr ? &cache->blocks() : nullptr);
-  const int64_t* tokens = ids.data_ptr<int64_t>();
+  tokens = ids.data_ptr<int64_t>();
   for (const SequenceChunk& s : batch.seqs) {
     builder.Add(tokens, s.num_tokens, s.start_pos, s.kv);
     tokens += s.num_tokens;

@@ -50,6 +50,9 @@ class CausalLM {
   StepInputs Upload(const StepPlan& plan) const;
 
  private:
+  // A chunk's length, positions and token ids (host data) against the model.
+  absl::Status CheckChunk(int64_t start_pos, int64_t num_tokens, const int64_t* tokens) const;
+
   ModelConfig config_;
   ModelWeights weights_;
   at::Device device_;

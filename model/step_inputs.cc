@@ -12,17 +12,18 @@ struct KindLayout {
   int64_t tables = 0, info = 0, write_rows = 0, write_slots = 0, num_writes = 0;
 };
 
-// Slots of every sequence's cached keys, derived on the device from the block tables (no host loop over
-// the context): key j of sequence s is at position first[s] + j.
-at::Tensor CachedKeySlots(const AttentionMetadata& m, const at::Tensor& first_pos, const at::Tensor& num_cached) {
+// Slots of every sequence's cached keys, derived on the device from the int64 block tables (no host loop
+// over the context): key j of sequence s is at position first[s] + j.
+at::Tensor CachedKeySlots(const AttentionMetadata& m, const at::Tensor& tables, const at::Tensor& first_pos,
+                          const at::Tensor& num_cached) {
   const auto opts = first_pos.options();
   if (m.total_cached == 0) return at::empty({0}, opts);
   const int64_t S = static_cast<int64_t>(m.seqs.size());
   at::Tensor seq_of = at::repeat_interleave(at::arange(S, opts), num_cached, /*dim=*/0, m.total_cached);
   at::Tensor begin = at::cumsum(num_cached, 0) - num_cached;  // exclusive prefix sum
   at::Tensor pos = first_pos.index_select(0, seq_of) + at::arange(m.total_cached, opts) - begin.index_select(0, seq_of);
-  const int64_t B = m.block_size, max_blocks = m.block_tables.size(1);
-  at::Tensor block = m.block_tables.to(at::kLong).reshape({-1}).index_select(0, seq_of * max_blocks + at::floor_divide(pos, B));
+  const int64_t B = m.block_size, max_blocks = tables.size(1);
+  at::Tensor block = tables.reshape({-1}).index_select(0, seq_of * max_blocks + at::floor_divide(pos, B));
   return block * B + at::remainder(pos, B);
 }
 
@@ -106,13 +107,14 @@ StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device) {
     AttentionMetadata& m = in.attention[k];
     const KindLayout& l = layout[k];
     const int64_t max_blocks = plan.kinds[k].max_blocks;
-    m.block_tables = buffer.narrow(0, l.tables, S * max_blocks).view({S, max_blocks}).to(at::kInt);
+    at::Tensor tables = buffer.narrow(0, l.tables, S * max_blocks).view({S, max_blocks});
+    m.block_tables = tables.to(at::kInt);
     at::Tensor info = buffer.narrow(0, l.info, 4 * S).view({4, S});
     m.seq_info = info.to(at::kInt);
     m.write_rows = buffer.narrow(0, l.write_rows, l.num_writes);
     m.write_slots = buffer.narrow(0, l.write_slots, l.num_writes);
     // CUDA decode steps read the block tables in the kernel; everything else gathers cached keys by slot.
-    if (!(device.is_cuda() && m.decode)) m.read_slots = CachedKeySlots(m, info[2], info[3]);
+    if (!(device.is_cuda() && m.decode)) m.read_slots = CachedKeySlots(m, tables, info[2], info[3]);
   }
   return in;
 }

@@ -22,7 +22,7 @@ void StepPlanBuilder::AddChunk(int64_t n, int64_t start_pos, const KvSequence* k
       continue;
     }
     // Keys are stored where a later query can see them (the blocks AllocateSlots allocated).
-    const int64_t store_from = std::max(start_pos, blocks_->FirstVisiblePosition(length, kind));
+    const int64_t store_from = blocks_->FirstStoredPosition(start_pos, n, kind);
     const auto& table = kv->block_table[k];
     for (int64_t p = start_pos; p < length; ++p) {
       const int64_t b = p / B;

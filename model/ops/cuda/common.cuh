@@ -61,6 +61,20 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   return WarpSum(v);
 }
 
+// In-place inclusive prefix sum of buf[0..N), run by a block of exactly N threads (thread i owns buf[i],
+// which it has written before the call). Hillis-Steele: log2(N) rounds, a barrier around each.
+template <int N>
+__device__ __forceinline__ void BlockInclusiveScan(int32_t* buf) {
+  const int i = threadIdx.x;
+  __syncthreads();
+  for (int o = 1; o < N; o <<= 1) {
+    const int32_t add = i >= o ? buf[i - o] : 0;
+    __syncthreads();
+    buf[i] += add;
+    __syncthreads();
+  }
+}
+
 inline cudaError_t LastLaunchError() { return cudaGetLastError(); }
 
 }  // namespace stepserve::cuda::detail

@@ -42,13 +42,7 @@ __global__ void __launch_bounds__(kMaxExperts)
     __shared__ int32_t buf[kMaxExperts];
     const int i = threadIdx.x;
     buf[i] = i < experts ? (offsets[i + 1] - offsets[i] + kBM - 1) / kBM : 0;
-    __syncthreads();
-    for (int o = 1; o < kMaxExperts; o <<= 1) {  // Hillis-Steele inclusive scan
-      const int32_t add = i >= o ? buf[i - o] : 0;
-      __syncthreads();
-      buf[i] += add;
-      __syncthreads();
-    }
+    BlockInclusiveScan<kMaxExperts>(buf);
     if (i < experts) tile_start[i + 1] = buf[i];
     if (i == 0) tile_start[0] = 0;
   }

@@ -125,13 +125,7 @@ __global__ void MoeOffsetsKernel(const int32_t* __restrict__ counts, int experts
   __shared__ int32_t buf[kMaxExperts];
   const int i = threadIdx.x;
   buf[i] = i < experts ? counts[i] : 0;
-  __syncthreads();
-  for (int o = 1; o < kMaxExperts; o <<= 1) {  // Hillis-Steele inclusive scan
-    const int32_t add = i >= o ? buf[i - o] : 0;
-    __syncthreads();
-    buf[i] += add;
-    __syncthreads();
-  }
+  BlockInclusiveScan<kMaxExperts>(buf);
   if (i < experts) offsets[i + 1] = buf[i];
   if (i == 0) offsets[0] = 0;
 }
