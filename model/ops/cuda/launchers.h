@@ -1,7 +1,7 @@
 // Launchers of the Step3p5 CUDA kernels: raw device pointers, sizes and a stream; no ATen, no torch.
 //
-// This header is plain C++ (it needs only <cuda_runtime_api.h>), so the host wrappers in cuda_ops.cc
-// compile with the host compiler while the kernels themselves live in the .cu files next to it, which
+// This header is plain C++ (it needs only <cuda_runtime_api.h>), so the ATen glue in model/ops/*_cuda.cc
+// compiles with the host compiler while the kernels themselves live in the .cu files next to it, which
 // nvcc compiles standalone (scripts/check-cuda-compile.sh). Every launcher returns the launch error
 // (cudaGetLastError after the launch) or cudaErrorInvalidValue for arguments it cannot handle.
 //
