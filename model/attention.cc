@@ -10,9 +10,11 @@
 
 namespace stepserve {
 
-Attention::Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device)
+Attention::Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device,
+                     const ParallelContext& parallel)
     : layer_index_(layer_index),
-      layer_(config.layers[layer_index]),
+      layer_(RankLocalAttentionConfig(config, parallel.config).layers[layer_index]),
+      parallel_(&parallel),
       head_dim_(config.head_dim),
       eps_(config.rms_norm_eps),
       rotary_(config.layers[layer_index], config.rope_scaling, device) {
@@ -45,7 +47,10 @@ at::Tensor Attention::Forward(const at::Tensor& x, const StepInputs& step, KvPoo
   const at::Tensor gate_logits = g_proj_.defined() ? at::matmul(x, g_proj_.t()) : at::Tensor();  // [N, heads]
   at::Tensor out = PagedAttention(q, k, v, k_pool, v_pool, meta, shape, gate_logits);
   if (pools != nullptr) WriteKvCache(k, v, k_pool, v_pool, meta);
-  return at::matmul(out.reshape({n, nh * d}), o_proj_.t());
+  // o_proj's input columns are this rank's heads: a partial sum of the output (Megatron's row parallel).
+  at::Tensor partial = at::matmul(out.reshape({n, nh * d}), o_proj_.t());
+  parallel_->AllReduce(partial);
+  return partial;
 }
 
 }  // namespace stepserve

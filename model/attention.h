@@ -5,6 +5,7 @@
 
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "model/parallel/parallel_context.h"
 #include "model/rotary_embedding.h"
 #include "model/step_inputs.h"
 #include "model/weights.h"
@@ -13,16 +14,19 @@ namespace stepserve {
 
 class Attention {
  public:
-  Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device);
+  // `weights` hold this rank's heads (model/parallel/weight_sharding.h); `parallel` outlives the layer.
+  Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device,
+            const ParallelContext& parallel);
 
-  // x [N, hidden] -> [N, hidden]. `pools` may be null when no chunk of the step is cached.
+  // x [N, hidden] -> [N, hidden], summed over the ranks. `pools` may be null when no chunk is cached.
   at::Tensor Forward(const at::Tensor& x, const StepInputs& step, KvPools* pools) const;
 
   const RotaryEmbedding& rotary() const { return rotary_; }
 
  private:
   int layer_index_;
-  LayerConfig layer_;
+  LayerConfig layer_;  // num_heads / num_kv_heads: this rank's
+  const ParallelContext* parallel_;
   int head_dim_;
   double eps_;
   at::Tensor qkv_proj_;  // [(heads + 2 * kv_heads) * head_dim, hidden], packed at load

@@ -6,18 +6,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/ops/rms_norm.h"
+#include "model/parallel/step_broadcast.h"
 #include "model/status_macros.h"
 
 namespace stepserve {
 
-CausalLM::CausalLM(ModelConfig config, ModelWeights weights, at::Device device)
-    : config_(std::move(config)), weights_(std::move(weights)), device_(device) {
+CausalLM::CausalLM(ModelConfig config, ModelWeights weights, at::Device device, ParallelContext parallel)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      parallel_(std::move(parallel)),
+      kv_config_(RankLocalAttentionConfig(config_, parallel_.config)),
+      device_(device) {
   embed_ = weights_.Get("model.embed_tokens.weight");
   dtype_ = embed_.scalar_type();
   final_norm_ = weights_.Get("model.norm.weight");
+  // Undefined on ranks other than 0 (untied): they never compute logits.
   lm_head_ = config_.tie_word_embeddings ? embed_ : weights_.Get("lm_head.weight");
   for (int i = 0; i < config_.num_hidden_layers; ++i) {
-    layers_.push_back(std::make_unique<DecoderLayer>(config_, i, weights_, device_));
+    layers_.push_back(std::make_unique<DecoderLayer>(config_, i, weights_, device_, parallel_));
   }
 }
 
@@ -60,12 +66,15 @@ absl::StatusOr<at::Tensor> CausalLM::Execute(const StepPlan& plan, KvPools* pool
     tokens += ch.num_tokens;
   }
   if (any_cached && pools == nullptr) return absl::InvalidArgumentError("a chunk is cached but no KV pools were given");
+  // Every check passed on rank 0 before the other ranks hear of the step, so they never get a bad plan.
+  if (parallel_.distributed() && parallel_.config.rank == 0) SendStep(*parallel_.comm, plan);
   const StepInputs step = Upload(plan);
   at::Tensor h = embed_.index_select(0, step.token_ids);
   for (size_t i = 0; i < layers_.size(); ++i) {
     h = layers_[i]->Forward(h, step, pools);
     if (observer) observer(static_cast<int>(i), h);
   }
+  if (parallel_.config.rank != 0) return at::Tensor();
   if (!plan.all_logits) h = h.index_select(0, step.logits_rows);
   h = RmsNorm(h, final_norm_, config_.rms_norm_eps);
   return at::matmul(h, lm_head_.t()).to(at::kFloat);

@@ -13,6 +13,7 @@
 #include "model/decoder_layer.h"
 #include "model/forward_batch.h"
 #include "model/kv_cache.h"
+#include "model/parallel/parallel_context.h"
 #include "model/step_inputs.h"
 #include "model/step_plan.h"
 #include "model/weights.h"
@@ -21,14 +22,18 @@ namespace stepserve {
 
 class CausalLM {
  public:
-  // Takes the weights (already in the compute dtype, on `device`).
-  CausalLM(ModelConfig config, ModelWeights weights, at::Device device);
+  // Takes the weights (already in the compute dtype, on `device`): the whole model, or on a tensor-parallel
+  // group this rank's shard (model/parallel/weight_sharding.h) with the group's communicator.
+  CausalLM(ModelConfig config, ModelWeights weights, at::Device device, ParallelContext parallel = {});
 
   const ModelConfig& config() const { return config_; }
   at::Device device() const { return device_; }
   at::ScalarType dtype() const { return dtype_; }
   const std::vector<std::unique_ptr<DecoderLayer>>& layers() const { return layers_; }
   const ModelWeights& weights() const { return weights_; }
+  const ParallelContext& parallel() const { return parallel_; }
+  // The config with this rank's head counts: what its KV pools hold (the config itself on one rank).
+  const ModelConfig& kv_config() const { return kv_config_; }
 
   // Optional hook called with each layer's residual-stream output (tests, debugging).
   using LayerObserver = std::function<void(int layer, const at::Tensor& hidden)>;
@@ -37,6 +42,9 @@ class CausalLM {
   // the pools, changes no allocator state). Returns fp32 logits on the model's device: [num_seqs, vocab]
   // (last token of each chunk), or [tokens, vocab] when plan.all_logits. Bad plans fail with a status;
   // device errors (CUDA out of memory, a failed launch) throw c10::Error, which the executor catches.
+  // On a tensor-parallel group, rank 0 first broadcasts the plan (model/parallel/step_broadcast.h) to the
+  // other ranks, which run it too (ServeWorkerSteps); they return an undefined tensor: only rank 0 holds
+  // lm_head and samples. A failed or timed-out collective throws c10::Error.
   absl::StatusOr<at::Tensor> Execute(const StepPlan& plan, KvPools* pools,
                                      const LayerObserver& observer = nullptr) const;
 
@@ -55,6 +63,8 @@ class CausalLM {
 
   ModelConfig config_;
   ModelWeights weights_;
+  ParallelContext parallel_;  // before layers_: they keep a pointer to it
+  ModelConfig kv_config_;
   at::Device device_;
   at::ScalarType dtype_;
   at::Tensor embed_, final_norm_, lm_head_;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/logging.h"
+#include "model/parallel/weight_sharding.h"
 #include "model/safetensors.h"
 #include "model/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -63,7 +64,7 @@ absl::StatusOr<bool> PathExists(const fs::path& p) {
 }  // namespace
 
 absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const ModelConfig& config,
-                                                   at::ScalarType dtype) {
+                                                   at::ScalarType dtype, const ParallelConfig& parallel) {
   const fs::path root(dir);
   const fs::path index_path = root / "model.safetensors.index.json";
   std::map<std::string, std::string> tensor_to_shard;  // empty: single file
@@ -97,6 +98,8 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
 
   ModelWeights weights;
   std::set<std::string> used;
+  std::map<std::string, TensorShard> shard_of;
+  for (const TensorShard& s : RankTensorShards(config, parallel)) shard_of.emplace(s.name, s);
   for (const TensorSpec& spec : ExpectedTensors(config)) {
     SafetensorsFile* file = nullptr;
     if (tensor_to_shard.empty()) {
@@ -122,9 +125,12 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
       return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor '", spec.name, "' has dtype ", stored,
                                                      "; weights must be F32, BF16 or F16"));
     }
-    ASSIGN_OR_RETURN(at::Tensor t, file->Read(spec.name));
-    weights.Set(spec.name, t.to(dtype).contiguous());
     used.insert(spec.name);
+    auto shard = shard_of.find(spec.name);
+    if (shard == shard_of.end()) continue;  // another rank's (lm_head lives on rank 0)
+    const TensorShard& s = shard->second;
+    ASSIGN_OR_RETURN(at::Tensor t, file->ReadSlice(spec.name, s.dim, s.begin, s.size));
+    weights.Set(spec.name, t.to(dtype).contiguous());
   }
 
   size_t extra = 0;

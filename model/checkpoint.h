@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/parallel/parallel_config.h"
 #include "model/weights.h"
 
 namespace stepserve {
@@ -14,7 +15,9 @@ namespace stepserve {
 // Loads every tensor ExpectedTensors(config) names from `dir`: either `model.safetensors` or the shards
 // listed in `model.safetensors.index.json`. Stored F32/BF16/F16 tensors are converted to `dtype`.
 // Extra tensors (e.g. MTP layers) are skipped with one log line. Errors name the file and tensor.
+// With a tensor-parallel `parallel`, only this rank's slices are read (model/parallel/weight_sharding.h),
+// straight from the memory-mapped shards: the rank's host memory is about its shard, not the model.
 absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const ModelConfig& config,
-                                                   at::ScalarType dtype);
+                                                   at::ScalarType dtype, const ParallelConfig& parallel = {});
 
 }  // namespace stepserve

@@ -13,7 +13,9 @@ namespace stepserve {
 
 class DecoderLayer {
  public:
-  DecoderLayer(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device);
+  // `parallel` (this rank's split and communicator) outlives the layer; the default is a single rank.
+  DecoderLayer(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device,
+               const ParallelContext& parallel);
 
   at::Tensor Forward(const at::Tensor& x, const StepInputs& step, KvPools* pools) const;
 
@@ -24,6 +26,7 @@ class DecoderLayer {
 
  private:
   double eps_;
+  const ParallelContext* parallel_;
   at::Tensor input_norm_, post_norm_;
   Attention attention_;
   std::unique_ptr<SwiGluMlp> mlp_;  // dense layers

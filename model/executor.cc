@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/device_memory.h"
 #include "model/logging.h"
+#include "model/parallel/step_broadcast.h"
 #include "model/request_validation.h"
 #include "model/sampler.h"
 #include "model/scheduler.h"
@@ -44,6 +45,9 @@ class Executor::Impl {
         scheduler_(SchedulerOptions{options.max_num_seqs, options.max_num_batched_tokens, options.batching_mode},
                    &cache_->blocks()),
         fault_hook_(options.step_fault_hook),
+        comm_(owner->model().parallel().distributed() ? owner->model().parallel().comm : nullptr),
+        heartbeat_(options.heartbeat_interval),
+        on_group_failure_(options.on_group_failure),
         seed_base_(std::random_device{}()) {}
 
   void Start() { thread_ = std::thread([this] { Loop(); }); }
@@ -57,6 +61,11 @@ class Executor::Impl {
     observer_ = std::move(observer);
   }
   absl::Status RunWarmup();
+  void Abort(const absl::Status& why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (abort_request_.ok()) abort_request_ = why;
+    cv_.notify_all();
+  }
 
  private:
   using Delivery = std::pair<OutputCallback, GenerationOutput>;
@@ -69,14 +78,20 @@ class Executor::Impl {
               const absl::Status& error = absl::OkStatus());
   // Runs the planned step's forward pass and copies its logits to the host (the one device-to-host copy
   // of a step). Every exception becomes a status: the engine thread never dies of a failed step.
-  absl::StatusOr<at::Tensor> RunForward(const StepPlan& plan, int64_t step_index, bool* out_of_memory);
+  // On a tensor-parallel group, an exception means the group is broken (*group_broken), not just the step.
+  absl::StatusOr<at::Tensor> RunForward(const StepPlan& plan, int64_t step_index, bool* out_of_memory,
+                                        bool* group_broken);
+  // Tensor parallelism: a heartbeat all ranks join; false (after FailGroup) when the group failed.
+  bool Heartbeat();
+  // The group failed: ends every request in flight with UNAVAILABLE, stops accepting and tells the owner.
+  void FailGroup(const absl::Status& cause);
   // Samples each finished chunk's next token from the host logits and delivers it (under mu_).
   void SampleAndDeliver(const SchedulerOutput& plan, const at::Tensor& host_logits, absl::Time now,
                         std::vector<Delivery>& deliveries);
   GenerationOutput MakeOutput(const Sequence& seq, absl::Time now) const;
   static void Deliver(std::vector<Delivery>& deliveries);
-  // Ends every request in flight with kError (takes mu_).
-  void FailAllInFlight(const absl::Status& error);
+  // Ends every request in flight with kError (takes mu_); `count_step_failure` for a failed step.
+  void FailAllInFlight(const absl::Status& error, bool count_step_failure = true);
   // Copies the pool occupancy into stats_ (under mu_, on the engine thread).
   void RefreshKvStats();
 
@@ -90,6 +105,13 @@ class Executor::Impl {
   ExecutorStats stats_;
   StepObserver observer_;
   std::function<void(int64_t)> fault_hook_;
+  std::shared_ptr<Communicator> comm_;  // the tensor-parallel group, or null
+  absl::Duration heartbeat_;
+  std::function<void(const absl::Status&)> on_group_failure_;
+  absl::Time last_contact_ = absl::Now();  // engine thread: the group's last collective
+  bool group_failed_ = false;              // engine thread
+  absl::Status abort_request_;             // under mu_: Abort() was called
+  absl::Status group_failure_;             // under mu_: why the group failed (Submit returns it)
   int64_t forward_steps_ = 0;  // engine thread only
   uint64_t seed_base_;
   uint64_t request_counter_ = 0;
@@ -111,6 +133,7 @@ absl::Status Executor::Impl::Submit(GenerationRequest request, OutputCallback ca
   if (!callback) return absl::InvalidArgumentError("a callback is required");
 
   std::lock_guard<std::mutex> lock(mu_);
+  if (!group_failure_.ok()) return group_failure_;
   if (stop_) return absl::UnavailableError("the executor has stopped");
   if (seqs_.count(request.id)) {
     return absl::AlreadyExistsError(absl::StrCat("request_id: '", request.id, "' is already in flight"));
@@ -185,12 +208,12 @@ void Executor::Impl::RefreshKvStats() {
   stats_.kv_usage_ratio = b.UsageRatio();
 }
 
-void Executor::Impl::FailAllInFlight(const absl::Status& error) {
+void Executor::Impl::FailAllInFlight(const absl::Status& error, bool count_step_failure) {
   std::vector<Delivery> deliveries;
   {
     std::lock_guard<std::mutex> lock(mu_);
     LogError(error.ToString(), "; ending ", seqs_.size(), " requests");
-    ++stats_.step_failures_total;
+    if (count_step_failure) ++stats_.step_failures_total;
     std::vector<Sequence*> all;
     for (auto& [id, seq] : seqs_) all.push_back(seq.get());
     for (Sequence* s : all) Finish(s, FinishReason::kError, absl::Now(), deliveries, error);
@@ -205,14 +228,21 @@ void Executor::Impl::Deliver(std::vector<Delivery>& deliveries) {
 }
 
 absl::StatusOr<at::Tensor> Executor::Impl::RunForward(const StepPlan& plan, int64_t step_index,
-                                                      bool* out_of_memory) {
+                                                      bool* out_of_memory, bool* group_broken) {
   *out_of_memory = false;
+  // Every exception path below: on a group, the ranks may now be at different collectives.
+  *group_broken = comm_ != nullptr;
   try {
     if (fault_hook_) fault_hook_(step_index);
     absl::StatusOr<at::Tensor> logits = owner_->model().Execute(plan, &cache_->pools());
-    if (!logits.ok()) return logits.status();
+    if (!logits.ok()) {
+      *group_broken = false;  // a plan check on rank 0, before any rank heard of the step
+      return logits.status();
+    }
     // The step's one device-to-host copy: the sampler reads host memory only.
-    return logits->to(at::kCPU).contiguous();
+    at::Tensor host = logits->to(at::kCPU).contiguous();
+    *group_broken = false;
+    return host;
   } catch (const c10::OutOfMemoryError& e) {
     *out_of_memory = true;
     return absl::InternalError(absl::StrCat("engine step failed: device out of memory: ", e.what_without_backtrace()));
@@ -306,9 +336,15 @@ bool Executor::Impl::Step() {
 
   // The forward pass runs without the lock: only this thread touches the model and the KV pools.
   const absl::Time t0 = absl::Now();
-  bool out_of_memory = false;
-  absl::StatusOr<at::Tensor> logits = RunForward(step_plan, forward_steps_++, &out_of_memory);
+  bool out_of_memory = false, group_broken = false;
+  absl::StatusOr<at::Tensor> logits = RunForward(step_plan, forward_steps_++, &out_of_memory, &group_broken);
   const absl::Time t1 = absl::Now();
+  last_contact_ = t1;
+  if (group_broken) {
+    Deliver(deliveries);
+    FailGroup(logits.status());
+    return true;
+  }
   StepObserver observer;
   StepInfo info;
   {
@@ -338,16 +374,62 @@ bool Executor::Impl::Step() {
   return true;
 }
 
+bool Executor::Impl::Heartbeat() {
+  absl::Status failure;
+  try {
+    SendHeartbeat(*comm_);
+    last_contact_ = absl::Now();
+    return true;
+  } catch (const c10::Error& e) {
+    failure = absl::UnavailableError(absl::StrCat("heartbeat failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    failure = absl::UnavailableError(absl::StrCat("heartbeat failed: ", e.what()));
+  }
+  FailGroup(failure);
+  return false;
+}
+
+void Executor::Impl::FailGroup(const absl::Status& cause) {
+  const absl::Status status =
+      absl::UnavailableError(absl::StrCat("the tensor-parallel group failed: ", cause.message()));
+  group_failed_ = true;
+  owner_->accepting_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    group_failure_ = status;
+    stop_ = true;
+  }
+  FailAllInFlight(status, /*count_step_failure=*/false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_cv_.notify_all();
+  }
+  if (on_group_failure_) on_group_failure_(status);
+}
+
 void Executor::Impl::Loop() {
   while (true) {
+    absl::Status abort;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !seqs_.empty(); });
-      if (stop_ && seqs_.empty()) {
+      auto ready = [&] { return stop_ || !seqs_.empty() || !abort_request_.ok(); };
+      if (comm_ != nullptr) {
+        // Idle ranks must hear from rank 0 before their collective timeout: wake up for heartbeats.
+        cv_.wait_for(lock, absl::ToChronoMilliseconds(heartbeat_), ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
+      abort = abort_request_;
+      if (abort.ok() && stop_ && seqs_.empty()) {
         idle_cv_.notify_all();
-        return;
+        break;
       }
     }
+    if (!abort.ok()) {
+      FailGroup(abort);
+      return;
+    }
+    if (comm_ != nullptr && absl::Now() - last_contact_ >= heartbeat_ && !Heartbeat()) return;
     bool progressed = false;
     try {
       progressed = Step();
@@ -357,10 +439,19 @@ void Executor::Impl::Loop() {
       FailAllInFlight(absl::InternalError(absl::StrCat("engine step failed outside the forward pass: ", e.what())));
       progressed = true;
     }
+    if (group_failed_) return;
     if (!progressed) {
       // Nothing schedulable (e.g. the pool is full of queued work that cannot start): wait briefly.
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(5));
+    }
+  }
+  // A clean stop: the other ranks leave their loops and exit 0.
+  if (comm_ != nullptr) {
+    try {
+      SendStop(*comm_);
+    } catch (const std::exception& e) {
+      LogWarning("could not tell the other ranks to stop: ", e.what());
     }
   }
 }
@@ -400,6 +491,39 @@ absl::Status Executor::Impl::RunWarmup() {
   return logits.status();
 }
 
+absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const ExecutorOptions& options) {
+  absl::StatusOr<KvCacheOptions> kv = absl::InvalidArgumentError("kv_cache_memory_fraction must be in (0, 1)");
+  if (options.kv_cache_memory_fraction < 1) {
+    absl::StatusOr<int64_t> bytes = options.kv_cache_bytes;
+    if (options.kv_cache_memory_fraction > 0) {
+      bytes = FreeDeviceMemoryBytes(model.device());
+      if (bytes.ok()) bytes = static_cast<int64_t>(static_cast<double>(*bytes) * options.kv_cache_memory_fraction);
+    }
+    kv = bytes.ok() ? KvCacheOptionsFromBudget(model.kv_config(), *bytes, options.block_size, options.max_num_seqs,
+                                               options.max_num_batched_tokens, model.dtype(), model.device())
+                    : absl::StatusOr<KvCacheOptions>(bytes.status());
+  }
+  if (!model.parallel().distributed()) return kv;
+  // Every rank joins, even one that failed (-1), so that none waits for the others until the timeout.
+  at::Tensor blocks = at::full({2}, -1, at::TensorOptions().dtype(at::kLong));
+  if (kv.ok()) {
+    blocks.data_ptr<int64_t>()[0] = kv->num_blocks_full;
+    blocks.data_ptr<int64_t>()[1] = kv->num_blocks_sliding;
+  }
+  try {
+    model.parallel().comm->AllReduceMin(blocks);
+  } catch (const c10::Error& e) {
+    return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", e.what_without_backtrace()));
+  }
+  if (!kv.ok()) return kv.status();
+  if (blocks.data_ptr<int64_t>()[0] < 0) {
+    return absl::FailedPreconditionError("another rank could not size its KV cache (see its log)");
+  }
+  kv->num_blocks_full = static_cast<int32_t>(blocks.data_ptr<int64_t>()[0]);
+  kv->num_blocks_sliding = static_cast<int32_t>(blocks.data_ptr<int64_t>()[1]);
+  return kv;
+}
+
 Executor::Executor(std::unique_ptr<CausalLM> model, const ExecutorOptions& options)
     : model_(std::move(model)), options_(options) {}
 
@@ -409,20 +533,9 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<Causa
   if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be >= 1");
   if (options.max_num_batched_tokens < 1) return absl::InvalidArgumentError("max_num_batched_tokens must be >= 1");
   if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
-  const at::Device device = model->device();
-  int64_t bytes = options.kv_cache_bytes;
-  if (options.kv_cache_memory_fraction > 0) {
-    if (options.kv_cache_memory_fraction >= 1) {
-      return absl::InvalidArgumentError("kv_cache_memory_fraction must be in (0, 1)");
-    }
-    ASSIGN_OR_RETURN(int64_t free, FreeDeviceMemoryBytes(device));
-    bytes = static_cast<int64_t>(static_cast<double>(free) * options.kv_cache_memory_fraction);
-  }
-  ASSIGN_OR_RETURN(KvCacheOptions kv,
-                   KvCacheOptionsFromBudget(model->config(), bytes, options.block_size, options.max_num_seqs,
-                                            options.max_num_batched_tokens, model->dtype(), device));
+  ASSIGN_OR_RETURN(KvCacheOptions kv, PlanKvCache(*model, options));
   std::unique_ptr<Executor> ex(new Executor(std::move(model), options));
-  auto cache = std::make_unique<PagedKvCache>(ex->config(), kv);
+  auto cache = std::make_unique<PagedKvCache>(ex->model().kv_config(), kv);
   ex->kv_capacity_tokens_ = cache->CapacityTokens();
   ex->max_context_ = std::min<int64_t>(ex->config().max_position_embeddings, ex->kv_capacity_tokens_);
   ex->impl_ = std::make_unique<Impl>(ex.get(), std::move(cache), options);
@@ -446,6 +559,7 @@ ExecutorStats Executor::Stats() const {
   s.kv_capacity_tokens = kv_capacity_tokens();
   return s;
 }
+void Executor::Abort(const absl::Status& why) { impl_->Abort(why); }
 void Executor::SetStepObserver(StepObserver observer) { impl_->SetStepObserver(std::move(observer)); }
 
 int64_t Executor::kv_capacity_tokens() const { return kv_capacity_tokens_; }

@@ -40,7 +40,19 @@ struct ExecutorOptions {
   // index (0-based, counting steps that ran a forward pass); whatever it throws is handled like a failure
   // of the forward pass itself.
   std::function<void(int64_t step)> step_fault_hook;
+  // Tensor parallelism (the model's communicator): rank 0 sends a heartbeat this often while idle, so a
+  // failed rank shows within this interval plus the collective timeout.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // Called once, on the engine thread, when the tensor-parallel group failed (a collective threw or timed
+  // out, or Abort was called): every request in flight has already ended with UNAVAILABLE and the executor
+  // accepts no more. The server turns NOT_SERVING and exits non-zero.
+  std::function<void(const absl::Status&)> on_group_failure;
 };
+
+// The KV cache this model's rank gets under `options` (a byte budget or a fraction of free device memory).
+// On a tensor-parallel group every rank calls it at start-up, in the same order: the ranks agree on the
+// smallest pool sizes, so that block ids mean the same slots everywhere.
+absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const ExecutorOptions& options);
 
 struct ExecutorStats {
   int num_running = 0;
@@ -86,6 +98,10 @@ class Executor {
   bool Cancel(const std::string& request_id);
 
   ExecutorStats Stats() const;
+
+  // Declares the tensor-parallel group failed from outside the engine (a worker process exited): the
+  // engine thread ends every request in flight with UNAVAILABLE and stops; on_group_failure follows.
+  void Abort(const absl::Status& why);
   void SetStepObserver(StepObserver observer);
 
   // Stops accepting requests; lets in-flight ones finish for up to `drain_timeout`, then aborts the

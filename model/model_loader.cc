@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "model/checkpoint.h"
 #include "model/logging.h"
+#include "model/parallel/weight_sharding.h"
 #include "model/presets.h"
 #include "model/status_macros.h"
 
@@ -21,10 +22,10 @@ absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
 
 const char* DtypeName(at::ScalarType dtype) { return dtype == at::kBFloat16 ? "bfloat16" : "float32"; }
 
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, const ModelLoadOptions& options) {
-  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
-    return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
-  }
+namespace {
+
+// A preset name and layer override, or the spec unchanged with 0 layers when it is no preset.
+absl::StatusOr<std::pair<std::string, int>> SplitPresetSpec(const std::string& spec) {
   std::string name = spec;
   int num_layers = 0;
   if (auto colon = spec.find(':'); colon != std::string::npos && IsPresetName(spec.substr(0, colon))) {
@@ -33,11 +34,10 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, con
       return absl::InvalidArgumentError(absl::StrCat("model '", spec, "': the layer count after ':' must be a positive integer"));
     }
   }
-  if (IsPresetName(name)) {
-    ASSIGN_OR_RETURN(ModelConfig config, PresetConfig(name, num_layers));
-    ModelWeights weights = RandomWeights(config, options.seed, options.dtype, options.device);
-    return std::make_unique<CausalLM>(std::move(config), std::move(weights), options.device);
-  }
+  return std::make_pair(name, num_layers);
+}
+
+absl::Status CheckCheckpointDir(const std::string& spec) {
   // std::filesystem's error_code overloads only: nothing here may throw filesystem_error.
   std::error_code ec;
   if (!std::filesystem::is_directory(spec, ec)) {
@@ -46,14 +46,46 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, con
                                             ") nor a checkpoint directory", odd_error ? " (" : "",
                                             odd_error ? ec.message() : "", odd_error ? ")" : ""));
   }
-  ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfigFile((std::filesystem::path(spec) / "config.json").string()));
-  ASSIGN_OR_RETURN(ModelWeights weights, LoadCheckpointWeights(spec, config, options.dtype));
-  if (options.device != at::Device(at::kCPU)) {
-    ModelWeights moved;
-    for (const TensorSpec& t : ExpectedTensors(config)) moved.Set(t.name, weights.Get(t.name).to(options.device));
-    weights = std::move(moved);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> LoadModelSpecConfig(const std::string& spec) {
+  ASSIGN_OR_RETURN(auto preset, SplitPresetSpec(spec));
+  if (IsPresetName(preset.first)) return PresetConfig(preset.first, preset.second);
+  RETURN_IF_ERROR(CheckCheckpointDir(spec));
+  return LoadModelConfigFile((std::filesystem::path(spec) / "config.json").string());
+}
+
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, const ModelLoadOptions& options) {
+  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
+    return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
   }
-  return std::make_unique<CausalLM>(std::move(config), std::move(weights), options.device);
+  ASSIGN_OR_RETURN(ModelConfig config, LoadModelSpecConfig(spec));
+  const ParallelConfig& parallel = options.parallel;
+  RETURN_IF_ERROR(ValidateParallelConfig(config, parallel));
+  ModelWeights weights;
+  if (IsPresetName(SplitPresetSpec(spec)->first)) {
+    // Random weights are drawn whole (the same on every rank, from the seed), then cut.
+    weights = RandomWeights(config, options.seed, options.dtype, options.device);
+    if (parallel.distributed()) weights = ShardWeights(weights, config, parallel);
+  } else {
+    ASSIGN_OR_RETURN(weights, LoadCheckpointWeights(spec, config, options.dtype, parallel));
+    if (options.device != at::Device(at::kCPU)) {
+      ModelWeights moved;
+      for (const TensorShard& t : RankTensorShards(config, parallel)) {
+        moved.Set(t.name, weights.Get(t.name).to(options.device));
+      }
+      weights = std::move(moved);
+    }
+  }
+  ParallelContext context{parallel, nullptr};
+  if (parallel.distributed()) {
+    if (!options.connect_group) return absl::InvalidArgumentError("tensor parallelism needs a way to join the group");
+    ASSIGN_OR_RETURN(context.comm, options.connect_group());
+  }
+  return std::make_unique<CausalLM>(std::move(config), std::move(weights), options.device, std::move(context));
 }
 
 }  // namespace stepserve

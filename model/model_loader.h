@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -9,6 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "model/causal_lm.h"
+#include "model/parallel/communicator.h"
+#include "model/parallel/parallel_config.h"
 
 namespace stepserve {
 
@@ -16,6 +19,11 @@ struct ModelLoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
   uint64_t seed = 0;  // presets only
+  // Tensor parallelism: this rank's split (checked against the config; errors name the flag), and how it
+  // joins its group, called once its weights are loaded (so that the slowest rank's loading never counts
+  // against the collective timeout). Required when parallel.tensor_parallel_size > 1.
+  ParallelConfig parallel;
+  std::function<absl::StatusOr<std::shared_ptr<Communicator>>()> connect_group;
 };
 
 // Parses "float32" / "bfloat16" (also "fp32", "bf16").
@@ -24,5 +32,8 @@ const char* DtypeName(at::ScalarType dtype);
 
 // A preset name, optionally with ":LAYERS" to override its layer count, or a checkpoint directory.
 absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, const ModelLoadOptions& options);
+
+// The config of a model spec without loading any weight (--dry_run).
+absl::StatusOr<ModelConfig> LoadModelSpecConfig(const std::string& spec);
 
 }  // namespace stepserve

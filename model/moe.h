@@ -10,16 +10,19 @@
 #include "model/config.h"
 #include "model/mlp.h"
 #include "model/ops/moe_routing.h"
+#include "model/parallel/parallel_config.h"
 #include "model/weights.h"
 
 namespace stepserve {
 
 class MoeBlock {
  public:
-  MoeBlock(const ModelConfig& config, int layer_index, const ModelWeights& weights);
+  // `weights` hold this rank's experts, or its slice of every expert (model/parallel/weight_sharding.h).
+  MoeBlock(const ModelConfig& config, int layer_index, const ModelWeights& weights, const ParallelConfig& parallel);
 
   RouterOutput Route(const at::Tensor& y) const;
-  // The routed experts alone (no shared expert).
+  // The routed experts alone (no shared expert); with expert parallelism, this rank's experts only. On
+  // several ranks, the result is this rank's partial sum.
   at::Tensor RoutedForward(const at::Tensor& y, const RouterOutput& route) const;
   // Routed experts plus shared expert.
   at::Tensor Forward(const at::Tensor& y) const;
@@ -30,6 +33,8 @@ class MoeBlock {
   double scaling_, limit_;
   at::Tensor router_weight_;  // fp32 [E, hidden]
   at::Tensor router_bias_;    // fp32 [E] or undefined
+  int64_t expert_begin_ = 0;  // this rank's first expert (expert parallelism)
+  int64_t num_experts_ = 0;   // all experts (the router's)
   at::Tensor gate_up_proj_;   // [E, 2 * I, hidden], packed at load
   at::Tensor down_proj_;      // [E, hidden, I]
   std::unique_ptr<SwiGluMlp> shared_expert_;

@@ -155,6 +155,36 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Read(const std::string& name) const 
   return out;
 }
 
+absl::StatusOr<at::Tensor> SafetensorsFile::ReadSlice(const std::string& name, int dim, int64_t begin,
+                                                      int64_t size) const {
+  if (dim < 0) return Read(name);
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return absl::NotFoundError(absl::StrCat(path_, ": no tensor '", name, "'"));
+  const TensorInfo& info = it->second;
+  auto dtype = SafetensorsDtype(info.dtype);
+  if (!dtype.ok()) return dtype.status();
+  const int rank = static_cast<int>(info.shape.size());
+  if (dim >= rank || begin < 0 || size < 0 || begin + size > info.shape[dim]) {
+    return absl::OutOfRangeError(absl::StrCat(path_, ": tensor '", name, "': slice [", begin, ", ", begin + size,
+                                              ") of dimension ", dim, " is out of range"));
+  }
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < dim; ++d) outer *= info.shape[d];
+  for (int d = dim + 1; d < rank; ++d) inner *= info.shape[d];
+  std::vector<int64_t> shape = info.shape;
+  shape[dim] = size;
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(*dtype));
+  // One contiguous run per index of the outer dimensions (memcpy: the mapping may be unaligned).
+  const size_t elem = out.element_size();
+  const size_t run = static_cast<size_t>(size * inner) * elem;
+  const uint8_t* src = data_ + info.begin;
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  for (int64_t o = 0; o < outer; ++o) {
+    std::memcpy(dst + o * run, src + static_cast<size_t>((o * info.shape[dim] + begin) * inner) * elem, run);
+  }
+  return out;
+}
+
 absl::Status WriteSafetensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::vector<at::Tensor> contiguous;

@@ -34,6 +34,9 @@ class SafetensorsFile {
 
   // Copies the tensor out of the mapping in its stored dtype.
   absl::StatusOr<at::Tensor> Read(const std::string& name) const;
+  // Copies only the slice [begin, begin + size) of dimension `dim` (a tensor-parallel rank's shard): the
+  // pages of the other slices are never touched. dim < 0: the whole tensor.
+  absl::StatusOr<at::Tensor> ReadSlice(const std::string& name, int dim, int64_t begin, int64_t size) const;
 
  private:
   SafetensorsFile() = default;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build git ca-certificates pkg-config ccache
-  libtorch-dev
+  libtorch-dev libgloo-dev
   # OpenBLAS replaces the reference BLAS behind libtorch's libblas.so.3 (measured speed-ups in
   # docs/performance.md); the pthread build measured faster than the OpenMP one.
   libopenblas0-pthread

@@ -1,0 +1,46 @@
+#include "model/parallel/worker.h"
+
+#include <exception>
+
+#include <c10/util/Exception.h>
+
+#include "absl/strings/str_cat.h"
+#include "model/logging.h"
+#include "model/parallel/step_broadcast.h"
+
+namespace stepserve {
+
+absl::Status ServeWorkerSteps(const CausalLM& model, KvPools* pools) {
+  const ParallelContext& parallel = model.parallel();
+  if (!parallel.distributed() || parallel.config.rank == 0) {
+    return absl::FailedPreconditionError("ServeWorkerSteps runs on the ranks other than 0 of a group");
+  }
+  Communicator& comm = *parallel.comm;
+  int64_t steps = 0;
+  try {
+    while (true) {
+      ControlMessage m = ReceiveControl(comm);
+      if (m.op == ControlOp::kStop) {
+        LogInfo("rank ", comm.rank(), ": stop from rank 0 after ", steps, " steps");
+        return absl::OkStatus();
+      }
+      if (m.op != ControlOp::kStep) continue;  // a heartbeat (ReceiveControl joined it)
+      // Rank 0 checked the plan before sending it, so an error here means the ranks disagree (different
+      // models or flags): the group cannot go on.
+      absl::StatusOr<at::Tensor> out = model.Execute(m.plan, pools);
+      if (!out.ok()) {
+        return absl::InternalError(absl::StrCat("rank ", comm.rank(), ": step ", steps,
+                                                " failed here but not on rank 0: ", out.status().message()));
+      }
+      ++steps;
+    }
+  } catch (const c10::Error& e) {
+    return absl::UnavailableError(absl::StrCat("rank ", comm.rank(), ": the tensor-parallel group failed after ",
+                                               steps, " steps: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("rank ", comm.rank(), ": the tensor-parallel group failed after ",
+                                               steps, " steps: ", e.what()));
+  }
+}
+
+}  // namespace stepserve
