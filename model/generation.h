@@ -40,7 +40,8 @@ struct GenerationRequest {
 };
 
 // kError: the engine step that carried the request failed (GenerationOutput::error says why); the server
-// answers INTERNAL and keeps serving.
+// answers INTERNAL and keeps serving, or UNAVAILABLE when a rank of its tensor-parallel group failed (the
+// server then stops, so that the group restarts).
 enum class FinishReason { kNone, kStopToken, kEos, kLength, kCancelled, kAborted, kDeadlineExceeded, kError };
 const char* FinishReasonName(FinishReason reason);
 
@@ -58,7 +59,7 @@ struct GenerationOutput {
   absl::Time time;                     // when the step that produced these tokens finished
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
-  absl::Status error;                  // with kError: what failed (INTERNAL)
+  absl::Status error;                  // with kError: what failed (UNAVAILABLE: a tensor-parallel rank failed)
   int prompt_tokens = 0;
   int completion_tokens = 0;
   absl::Duration queue_time;           // arrival to first scheduled

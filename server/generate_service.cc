@@ -48,6 +48,8 @@ absl::Status FinishStatus(const GenerationOutput& out) {
     case FinishReason::kAborted:
       return absl::UnavailableError("request aborted: the server shut down before it finished");
     case FinishReason::kError:
+      // UNAVAILABLE when a tensor-parallel rank failed (retry elsewhere); INTERNAL for a failed step.
+      if (out.error.code() == absl::StatusCode::kUnavailable) return out.error;
       return absl::InternalError(out.error.ok() ? std::string("the engine step carrying this request failed")
                                                 : std::string(out.error.message()));
     case FinishReason::kNone:
