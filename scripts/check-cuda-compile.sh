@@ -49,7 +49,7 @@ if [ -f "$TORCH_INC/c10/cuda/CUDAStream.h" ] && [ -f "$CUDA_INC/cuda_runtime_api
   mapfile -t host_files < <(cd "$ROOT" && { grep -rl --include='*.cc' 'STEPSERVE_CUDA' model server 2>/dev/null || true;
     ls model/ops/*_cuda.cc model/ops/cuda_util.cc tests/cuda/*.cc 2>/dev/null || true; } | sort -u)
   for f in "${host_files[@]}"; do
-    if ! "${CXX:-g++}" -fsyntax-only -std=gnu++17 -DSTEPSERVE_CUDA -D_GLIBCXX_USE_CXX11_ABI=1 -Wall -Wextra \
+    if ! "${CXX:-g++}" -fsyntax-only -std=gnu++17 -DSTEPSERVE_CUDA -DUSE_C10D_GLOO -D_GLIBCXX_USE_CXX11_ABI=1 -Wall -Wextra \
         -Wno-unused-parameter -Werror -I"$ROOT" -isystem "$TORCH_INC/torch/csrc/api/include" \
         -isystem "$TMP/stub" -isystem "$CUDA_INC" "$ROOT/$f" 2>"$TMP/host.log"; then
       echo "FAILED (host, -DSTEPSERVE_CUDA): $f" >&2

@@ -10,9 +10,21 @@
 //   - every rendered object against its OpenAPI schema (kubernetes-models, and
 //     @kubernetes-models/prometheus-operator for the CRDs), and, with the TypeScript compiler over the
 //     same models' types, that no object carries a field its kind does not have (a typo such as
-//     `readinesProbe` passes a schema without additionalProperties, not this);
-//   - stepserve-specific rules: server flags, gRPC health probes, drain vs grace period, GPU or not,
-//     read-only model volume, security context, resources, Service/HPA/PDB/ServiceMonitor wiring;
+//     `readinesProbe` passes a schema without additionalProperties, not this). A LeaderWorkerSet
+//     (leaderworkerset.x-k8s.io/v1, which has no model there) gets a structural check of its own fields
+//     (names, enums, integers) and its leader/worker pod templates both checks as core v1 PodTemplates;
+//   - stepserve-specific rules: server flags (read from server/main.cc), gRPC health probes, drain vs
+//     grace period, GPU or not, read-only model volume, security context, resources,
+//     Service/HPA/PDB/ServiceMonitor wiring. The workload is one Deployment or one LeaderWorkerSet (its
+//     leader is the server, its workers run the other nodes' ranks: no probes, no ports). Tensor
+//     parallelism: nvidia.com/gpu per pod = --tensor_parallel_size / --nnodes, --device=cuda, /dev/shm a
+//     Memory emptyDir with a sizeLimit below the memory limit, a startup probe at least as long as
+//     --dist_startup_timeout_s; for a LeaderWorkerSet: size >= 2 = --nnodes, --tensor_parallel_size = size
+//     x GPUs per pod, leader --node_rank=0, workers $(LWS_WORKER_INDEX), one --dist_addr on
+//     $(LWS_LEADER_ADDRESS) whose port the leader exposes, otherwise the same flags on leader and workers,
+//     restartPolicy RecreateGroupOnPodRestart, startupPolicy LeaderCreated, Services that select the
+//     leaders only and none named like the LWS's own headless Service, a ReadOnlyMany model PVC, worker
+//     grace period > the leader's preStop + drain, the image of the base;
 //   - promtool check/test rules, the PrometheusRule kept equal to deploy/prometheus/alerts.yaml;
 //   - the Grafana dashboard: JSON, layout, PromQL syntax (through promtool), and that every metric it,
 //     the alerts, the HPA and the adapter rules name is one the server exports;
@@ -207,6 +219,72 @@ await check("deploy/kubernetes renders the same objects as its base", () => {
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
+// LeaderWorkerSet (sigs.k8s.io/lws): no OpenAPI model in kubernetes-models, so its own fields are checked
+// here (names, enums, types: a misspelt field is reported like the TypeScript check reports one), and its
+// two pod templates against the core PodTemplateSpec model (see the schema and excess-property checks).
+const LWS_API = "leaderworkerset.x-k8s.io/v1";
+const LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name";
+const LWS_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index";
+const LWS_ENV = ["LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX", "LWS_GROUP_SIZE"]; // injected into every container
+const isLws = (d) => d && d.kind === "LeaderWorkerSet" && String(d.apiVersion || "").startsWith("leaderworkerset.x-k8s.io/");
+const LWS_SHAPE = {
+  "": ["apiVersion", "kind", "metadata", "spec", "status"],
+  spec: ["replicas", "leaderWorkerTemplate", "rolloutStrategy", "startupPolicy", "networkConfig"],
+  "spec.leaderWorkerTemplate": ["leaderTemplate", "workerTemplate", "size", "restartPolicy", "subGroupPolicy", "volumeClaimTemplates", "persistentVolumeClaimRetentionPolicy"],
+  "spec.rolloutStrategy": ["type", "rollingUpdateConfiguration"],
+  "spec.rolloutStrategy.rollingUpdateConfiguration": ["partition", "maxUnavailable", "maxSurge"],
+  "spec.networkConfig": ["subdomainPolicy"],
+  "spec.leaderWorkerTemplate.subGroupPolicy": ["subGroupPolicyType", "subGroupSize"],
+};
+const LWS_ENUMS = {
+  "spec.startupPolicy": ["LeaderCreated", "LeaderReady"],
+  "spec.leaderWorkerTemplate.restartPolicy": ["RecreateGroupOnPodRestart", "RecreateGroupAfterStart", "None", "Default"],
+  "spec.rolloutStrategy.type": ["RollingUpdate"],
+  "spec.networkConfig.subdomainPolicy": ["Shared", "UniquePerReplica"],
+  "spec.leaderWorkerTemplate.subGroupPolicy.subGroupPolicyType": ["LeaderWorker", "LeaderExcluded"],
+};
+const LWS_INTS = ["spec.replicas", "spec.leaderWorkerTemplate.size", "spec.rolloutStrategy.rollingUpdateConfiguration.partition", "spec.leaderWorkerTemplate.subGroupPolicy.subGroupSize"];
+const getPath = (o, p) => p.split(".").reduce((x, k) => (x == null ? undefined : x[k]), o);
+function lwsShapeErrors(d) {
+  const errors = [];
+  if (d.apiVersion !== LWS_API) errors.push(`apiVersion ${d.apiVersion}: expected ${LWS_API}`);
+  if (!d.metadata || !d.metadata.name) errors.push("metadata.name missing");
+  for (const [p, keys] of Object.entries(LWS_SHAPE)) {
+    const o = p ? getPath(d, p) : d;
+    if (o === undefined) continue;
+    if (typeof o !== "object" || o === null || Array.isArray(o)) { errors.push(`${p} is not an object`); continue; }
+    for (const k of Object.keys(o)) if (!keys.includes(k)) errors.push(`${p ? `${p}.` : ""}${k}: unknown field of LeaderWorkerSet (known: ${keys.join(", ")})`);
+  }
+  for (const [p, vals] of Object.entries(LWS_ENUMS)) {
+    const v = getPath(d, p);
+    if (v !== undefined && !vals.includes(v)) errors.push(`${p}: ${JSON.stringify(v)} is not one of ${vals.join(", ")}`);
+  }
+  for (const p of LWS_INTS) {
+    const v = getPath(d, p);
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0)) errors.push(`${p}: ${JSON.stringify(v)} is not a non-negative integer`);
+  }
+  for (const p of ["maxUnavailable", "maxSurge"]) {
+    const v = getPath(d, `spec.rolloutStrategy.rollingUpdateConfiguration.${p}`);
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0) && !/^[0-9]+%$/.test(String(v))) errors.push(`spec.rolloutStrategy.rollingUpdateConfiguration.${p}: ${JSON.stringify(v)} is not an integer or a percentage`);
+  }
+  const t = getPath(d, "spec.leaderWorkerTemplate");
+  if (!t) errors.push("spec.leaderWorkerTemplate missing");
+  else {
+    if (!t.workerTemplate) errors.push("spec.leaderWorkerTemplate.workerTemplate missing");
+    for (const k of ["leaderTemplate", "workerTemplate"]) {
+      if (t[k] !== undefined && !(t[k] && t[k].spec && Array.isArray(t[k].spec.containers))) errors.push(`spec.leaderWorkerTemplate.${k} has no spec.containers`);
+    }
+  }
+  return errors;
+}
+// Its pod templates, as core v1 PodTemplate objects for the schema and excess-property checks.
+function lwsPodTemplates(d) {
+  const t = (d.spec && d.spec.leaderWorkerTemplate) || {};
+  return ["leaderTemplate", "workerTemplate"].filter((k) => t[k]).map((k) => [k, {
+    apiVersion: "v1", kind: "PodTemplate", metadata: { name: `${(d.metadata && d.metadata.name) || "lws"}-${k.toLowerCase()}` }, template: t[k],
+  }]);
+}
+
 function modelModule(apiVersion, kind) {
   if (!apiVersion || !kind) return null;
   if (apiVersion.startsWith("monitoring.coreos.com/")) return `@kubernetes-models/prometheus-operator/${apiVersion}/${kind}`;
@@ -220,6 +298,14 @@ for (const [name, docs] of renders) {
   await check(`schemas: ${name} (${docs.length} objects)`, async () => {
     const errors = [];
     for (const d of docs) {
+      if (isLws(d)) { // no model: its own fields here, its pod templates against core v1 PodTemplate
+        errors.push(...lwsShapeErrors(d).map((e) => `${idOf(d)}: ${e}`));
+        const { PodTemplate } = await import("kubernetes-models/v1/PodTemplate");
+        for (const [k, pt] of lwsPodTemplates(d)) {
+          try { new PodTemplate(pt).validate(); } catch (e) { errors.push(`${idOf(d)} ${k}: ${e.message}`); }
+        }
+        continue;
+      }
       const mod = modelModule(d.apiVersion, d.kind);
       if (!mod) { errors.push(`${idOf(d)}: no schema for ${d.apiVersion} ${d.kind}`); continue; }
       let Cls;
@@ -244,10 +330,14 @@ await check("no unknown fields (TypeScript excess-property check against the sam
   for (const [name, docs] of renders) {
     if (name === "kubernetes") continue;
     for (const d of docs) {
-      const mod = modelModule(d.apiVersion, d.kind);
-      if (!mod) continue;
-      if (!imports.has(mod)) imports.set(mod, `T${imports.size}`);
-      body.push({ label: `${name}: ${idOf(d)}`, text: `export const o${i++}: ${imports.get(mod)} = ${JSON.stringify(d, null, 2)};` });
+      // A LeaderWorkerSet's pod templates, as the core PodTemplate objects they are.
+      const objs = isLws(d) ? lwsPodTemplates(d).map(([k, pt]) => [`${idOf(d)} ${k}`, pt]) : [[idOf(d), d]];
+      for (const [label, o] of objs) {
+        const mod = modelModule(o.apiVersion, o.kind);
+        if (!mod) continue;
+        if (!imports.has(mod)) imports.set(mod, `T${imports.size}`);
+        body.push({ label: `${name}: ${label}`, text: `export const o${i++}: ${imports.get(mod)} = ${JSON.stringify(o, null, 2)};` });
+      }
     }
   }
   for (const [mod, alias] of imports) {
@@ -279,7 +369,10 @@ await check("no unknown fields (TypeScript excess-property check against the sam
 
 // ---------------------------------------------------------------------------------------------
 // stepserve rules
-function parseFlags(args) {
+// `$(NAME)` in args is expanded by the kubelet from the container's env (a LeaderWorkerSet's webhook
+// adds LWS_* to it); an undefined NAME would reach the server literally.
+const ENV_REF = /\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g;
+function parseFlags(args, envNames = new Set()) {
   const flags = {}, errors = [];
   for (const a of args || []) {
     const m = /^--([a-z_]+)(?:=(.*))?$/.exec(a);
@@ -287,10 +380,12 @@ function parseFlags(args) {
     const type = SERVER_FLAGS.get(m[1]);
     if (!type) errors.push(`unknown server flag --${m[1]}`);
     if (m[1] in flags) errors.push(`--${m[1]} given twice`);
-    flags[m[1]] = m[2] === undefined ? "true" : m[2];
-    if (/int/.test(type || "") && !/^-?[0-9]+$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not an integer`);
-    if (/double|float/.test(type || "") && !/^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not a number`);
-    if (type === "bool" && !/^(true|false)$/.test(flags[m[1]])) errors.push(`--${m[1]}=${flags[m[1]]} is not true/false`);
+    const v = flags[m[1]] = m[2] === undefined ? "true" : m[2];
+    for (const r of v.matchAll(ENV_REF)) if (!envNames.has(r[1])) errors.push(`--${m[1]}=${v}: $(${r[1]}) is defined neither in the container's env nor by a LeaderWorkerSet`);
+    if (/^\$\([A-Za-z_][A-Za-z0-9_]*\)$/.test(v)) continue; // a whole value from the env: typed at run time
+    if (/int/.test(type || "") && !/^-?[0-9]+$/.test(v)) errors.push(`--${m[1]}=${v} is not an integer`);
+    if (/double|float/.test(type || "") && !/^-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/.test(v)) errors.push(`--${m[1]}=${v} is not a number`);
+    if (type === "bool" && !/^(true|false)$/.test(v)) errors.push(`--${m[1]}=${v} is not true/false`);
   }
   return { flags, errors };
 }
@@ -304,85 +399,156 @@ const qty = (v) => {
   return mult === undefined ? NaN : Number(m[1]) * mult;
 };
 
-function stepserveRules(name, docs) {
-  const errors = [];
-  const err = (m) => errors.push(m);
-  const byKind = (k) => docs.filter((d) => d.kind === k);
-  const deps = byKind("Deployment");
-  if (deps.length !== 1) { err(`expected one Deployment, found ${deps.length}`); return errors; }
-  const dep = deps[0];
-  const pod = dep.spec.template.spec;
-  const podLabels = dep.spec.template.metadata.labels;
-  if (!matches(dep.spec.selector.matchLabels, podLabels)) err("Deployment selector does not match its pod template labels");
-  const c = (pod.containers || []).find((x) => x.name === "stepserve");
-  if (!c) { err("no container named stepserve"); return errors; }
+// Flags only the gRPC-serving rank reads (on a LeaderWorkerSet's worker pods they may be left out).
+const SERVER_ONLY_FLAGS = new Set(["host", "port", "metrics_port", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
+  "max_new_tokens_cap", "default_max_new_tokens", "max_logprobs"]);
+const intFlag = (flags, f, dflt) => (flags[f] === undefined ? dflt : /^-?[0-9]+$/.test(flags[f]) ? Number(flags[f]) : NaN);
 
-  // Server flags
-  const { flags, errors: flagErrors } = parseFlags(c.args);
-  flagErrors.forEach(err);
-  if (c.command) err("container sets command: the image's ENTRYPOINT is stepserve, pass flags as args");
-  for (const f of ["port", "metrics_port", "model", "device", "drain_timeout_s"]) if (!(f in flags)) err(`--${f} not set`);
-  if (flags.dtype && !["float32", "bfloat16"].includes(flags.dtype)) err(`--dtype=${flags.dtype}: float32 or bfloat16`);
-  if (flags.device && !/^(cpu|cuda(:[0-9]+)?|auto)$/.test(flags.device)) err(`--device=${flags.device}: cpu, cuda, cuda:N or auto`);
-  const grpcPort = Number(flags.port), metricsPort = Number(flags.metrics_port);
-  const ports = Object.fromEntries((c.ports || []).map((p) => [p.name, p.containerPort]));
-  if (ports.grpc !== grpcPort) err(`container port "grpc" (${ports.grpc}) != --port (${grpcPort})`);
-  if (ports.metrics !== metricsPort) err(`container port "metrics" (${ports.metrics}) != --metrics_port (${metricsPort})`);
-
-  // Probes: native gRPC on grpc.health.v1
-  for (const p of ["startupProbe", "readinessProbe", "livenessProbe"]) {
-    const pr = c[p];
-    if (!pr) { err(`${p} missing`); continue; }
-    if (!pr.grpc) { err(`${p} is not a native gRPC probe`); continue; }
-    if (pr.grpc.port !== grpcPort) err(`${p}.grpc.port ${pr.grpc.port} != --port ${grpcPort}`);
-    const svc = pr.grpc.service ?? "";
-    if (p !== "livenessProbe" && svc !== HEALTH_SERVICE) err(`${p}.grpc.service should be ${HEALTH_SERVICE}`);
-    if (p === "livenessProbe" && !["", HEALTH_SERVICE].includes(svc)) err(`livenessProbe.grpc.service ${svc} is not served`);
+// The pods a render runs: a Deployment's (one role: the server), or a LeaderWorkerSet's leader (the
+// server: rank 0 and the node-0 ranks) and workers (the ranks of the other nodes), with the labels the
+// LWS controller adds to them.
+function workloadOf(docs, err) {
+  const deps = docs.filter((d) => d.kind === "Deployment"), sets = docs.filter(isLws);
+  if (deps.length + sets.length !== 1) {
+    err(`expected one Deployment or LeaderWorkerSet, found ${deps.length} Deployment(s) and ${sets.length} LeaderWorkerSet(s)`);
+    return null;
   }
+  if (deps.length) {
+    const dep = deps[0];
+    const labels = dep.spec.template.metadata.labels;
+    if (!matches(dep.spec.selector.matchLabels, labels)) err("Deployment selector does not match its pod template labels");
+    return { obj: dep, replicas: dep.spec.replicas ?? 1, size: 1, pods: [{ role: "server", where: "", spec: dep.spec.template.spec, labels, env: new Set() }] };
+  }
+  const lws = sets[0];
+  const t = lws.spec.leaderWorkerTemplate || {};
+  if (!t.workerTemplate || !t.workerTemplate.spec) { err("LeaderWorkerSet has no workerTemplate"); return null; }
+  if (!t.leaderTemplate) { err("LeaderWorkerSet has no leaderTemplate: the leader (rank 0, the gRPC server) and the workers need different args"); return null; }
+  const lbl = (tmpl, index) => ({ ...((tmpl.metadata || {}).labels || {}), [LWS_NAME_LABEL]: lws.metadata.name, [LWS_INDEX_LABEL]: index });
+  const env = new Set(LWS_ENV);
+  return {
+    obj: lws, replicas: lws.spec.replicas ?? 1, size: t.size ?? 1,
+    pods: [
+      { role: "server", where: "leader: ", spec: t.leaderTemplate.spec, labels: lbl(t.leaderTemplate, "0"), env },
+      { role: "worker", where: "worker: ", spec: t.workerTemplate.spec, labels: lbl(t.workerTemplate, "1"), env },
+    ],
+  };
+}
 
-  // Drain vs grace period
-  const drain = Number(flags.drain_timeout_s);
+// Rules for one pod template; `p.flags` and `p.c` are left on p for the rules across pods.
+function podRules(p, wl, byKind, err) {
+  const pod = p.spec, w = p.where;
+  const c = (pod.containers || []).find((x) => x.name === "stepserve");
+  if (!c) { err(`${w}no container named stepserve`); return; }
+  p.c = c;
+  const envNames = new Set([...p.env, ...(c.env || []).map((e) => e.name)]);
+  const { flags, errors: flagErrors } = parseFlags(c.args, envNames);
+  p.flags = flags;
+  flagErrors.forEach((e) => err(w + e));
+  if (c.command) err(`${w}container sets command: the image's ENTRYPOINT is stepserve, pass flags as args`);
+  const server = p.role === "server";
+  for (const f of server ? ["port", "metrics_port", "model", "device", "drain_timeout_s"] : ["model", "device"]) if (!(f in flags)) err(`${w}--${f} not set`);
+  if (flags.dtype && !["float32", "bfloat16"].includes(flags.dtype)) err(`${w}--dtype=${flags.dtype}: float32 or bfloat16`);
+  if (flags.device && !/^(cpu|cuda(:[0-9]+)?|auto)$/.test(flags.device)) err(`${w}--device=${flags.device}: cpu, cuda, cuda:N or auto`);
+  const ports = p.ports = Object.fromEntries((c.ports || []).map((x) => [x.name, x.containerPort]));
+  const grpcPort = Number(flags.port), metricsPort = Number(flags.metrics_port);
   const preStop = (c.lifecycle && c.lifecycle.preStop && c.lifecycle.preStop.sleep && c.lifecycle.preStop.sleep.seconds) || 0;
   const grace = pod.terminationGracePeriodSeconds ?? 30;
-  if (!(grace > drain + preStop)) err(`terminationGracePeriodSeconds ${grace} must exceed preStop ${preStop}s + --drain_timeout_s ${drain}s`);
-  const lv = c.livenessProbe;
-  if (lv) {
-    const window = (lv.periodSeconds ?? 10) * (lv.failureThreshold ?? 3);
-    if (window < drain) err(`liveness failure window ${window}s is shorter than the drain (${drain}s): a draining server would be restarted`);
+  p.preStop = preStop;
+  if (server) {
+    if (ports.grpc !== grpcPort) err(`${w}container port "grpc" (${ports.grpc}) != --port (${grpcPort})`);
+    if (ports.metrics !== metricsPort) err(`${w}container port "metrics" (${ports.metrics}) != --metrics_port (${metricsPort})`);
+
+    // Probes: native gRPC on grpc.health.v1
+    for (const k of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+      const pr = c[k];
+      if (!pr) { err(`${w}${k} missing`); continue; }
+      if (!pr.grpc) { err(`${w}${k} is not a native gRPC probe`); continue; }
+      if (pr.grpc.port !== grpcPort) err(`${w}${k}.grpc.port ${pr.grpc.port} != --port ${grpcPort}`);
+      const svc = pr.grpc.service ?? "";
+      if (k !== "livenessProbe" && svc !== HEALTH_SERVICE) err(`${w}${k}.grpc.service should be ${HEALTH_SERVICE}`);
+      if (k === "livenessProbe" && !["", HEALTH_SERVICE].includes(svc)) err(`${w}livenessProbe.grpc.service ${svc} is not served`);
+    }
+
+    // Drain vs grace period
+    const drain = Number(flags.drain_timeout_s);
+    if (!(grace > drain + preStop)) err(`${w}terminationGracePeriodSeconds ${grace} must exceed preStop ${preStop}s + --drain_timeout_s ${drain}s`);
+    const lv = c.livenessProbe;
+    if (lv) {
+      const window = (lv.periodSeconds ?? 10) * (lv.failureThreshold ?? 3);
+      if (window < drain) err(`${w}liveness failure window ${window}s is shorter than the drain (${drain}s): a draining server would be restarted`);
+    }
+  } else {
+    // Worker ranks: no gRPC server, no /metrics.
+    for (const k of ["startupProbe", "readinessProbe", "livenessProbe"]) if (c[k] && (c[k].grpc || c[k].httpGet)) err(`${w}${k} probes a server the worker ranks do not run`);
+    for (const n of ["grpc", "metrics"]) if (n in ports) err(`${w}container port "${n}": the worker ranks serve neither gRPC nor /metrics`);
   }
+  p.grace = grace;
+  for (const f of ["worker_rank", "dry_run"]) if (f in flags) err(`${w}--${f} is not for a deployment (internal, or a planning run that exits)`);
 
   // Security
   const psc = pod.securityContext || {}, csc = c.securityContext || {};
-  if (!(psc.runAsNonRoot || csc.runAsNonRoot)) err("runAsNonRoot not set");
-  if ((csc.runAsUser ?? psc.runAsUser) === 0) err("runs as uid 0");
-  if (((csc.seccompProfile || psc.seccompProfile) || {}).type !== "RuntimeDefault") err("seccompProfile is not RuntimeDefault");
+  if (!(psc.runAsNonRoot || csc.runAsNonRoot)) err(`${w}runAsNonRoot not set`);
+  if ((csc.runAsUser ?? psc.runAsUser) === 0) err(`${w}runs as uid 0`);
+  if (((csc.seccompProfile || psc.seccompProfile) || {}).type !== "RuntimeDefault") err(`${w}seccompProfile is not RuntimeDefault`);
   for (const ctr of [...(pod.initContainers || []), ...pod.containers]) {
     const sc = ctr.securityContext || {};
-    if (sc.allowPrivilegeEscalation !== false) err(`${ctr.name}: allowPrivilegeEscalation must be false`);
-    if (sc.readOnlyRootFilesystem !== true) err(`${ctr.name}: readOnlyRootFilesystem must be true`);
-    if (sc.privileged) err(`${ctr.name}: privileged`);
-    if (!((sc.capabilities || {}).drop || []).includes("ALL")) err(`${ctr.name}: capabilities.drop must include ALL`);
-    if ((sc.capabilities || {}).add && sc.capabilities.add.length) err(`${ctr.name}: adds capabilities`);
+    if (sc.allowPrivilegeEscalation !== false) err(`${w}${ctr.name}: allowPrivilegeEscalation must be false`);
+    if (sc.readOnlyRootFilesystem !== true) err(`${w}${ctr.name}: readOnlyRootFilesystem must be true`);
+    if (sc.privileged) err(`${w}${ctr.name}: privileged`);
+    if (!((sc.capabilities || {}).drop || []).includes("ALL")) err(`${w}${ctr.name}: capabilities.drop must include ALL`);
+    if ((sc.capabilities || {}).add && sc.capabilities.add.length) err(`${w}${ctr.name}: adds capabilities`);
     const r = ctr.resources || {};
     for (const k of ["cpu", "memory"]) {
-      if (!(r.requests || {})[k]) err(`${ctr.name}: resources.requests.${k} missing`);
-      if (!(r.limits || {})[k]) err(`${ctr.name}: resources.limits.${k} missing`);
-      if ((r.requests || {})[k] && (r.limits || {})[k] && qty(r.requests[k]) > qty(r.limits[k])) err(`${ctr.name}: requests.${k} > limits.${k}`);
+      if (!(r.requests || {})[k]) err(`${w}${ctr.name}: resources.requests.${k} missing`);
+      if (!(r.limits || {})[k]) err(`${w}${ctr.name}: resources.limits.${k} missing`);
+      if ((r.requests || {})[k] && (r.limits || {})[k] && qty(r.requests[k]) > qty(r.limits[k])) err(`${w}${ctr.name}: requests.${k} > limits.${k}`);
     }
-    if (/:latest$/.test(ctr.image) || !/:[^/]+$/.test(ctr.image)) err(`${ctr.name}: image ${ctr.image} has no pinned tag`);
+    if (/:latest$/.test(ctr.image) || !/:[^/]+$/.test(ctr.image)) err(`${w}${ctr.name}: image ${ctr.image} has no pinned tag`);
   }
-  if (pod.automountServiceAccountToken !== false) err("automountServiceAccountToken should be false (the server never calls the API)");
-  if (pod.hostNetwork || pod.hostPID || pod.hostIPC) err("uses host namespaces");
+  if (pod.automountServiceAccountToken !== false) err(`${w}automountServiceAccountToken should be false (the server never calls the API)`);
+  if (pod.hostNetwork || pod.hostPID || pod.hostIPC) err(`${w}uses host namespaces`);
 
-  // GPU or CPU
+  // GPU or CPU; tensor parallelism: one process, one GPU per rank, the pod holding its node's ranks
   const res = c.resources || {};
   const gpuLim = (res.limits || {})["nvidia.com/gpu"], gpuReq = (res.requests || {})["nvidia.com/gpu"];
+  const tp = intFlag(flags, "tensor_parallel_size", 1), nnodes = intFlag(flags, "nnodes", 1);
+  if (!(tp >= 1)) err(`${w}--tensor_parallel_size=${flags.tensor_parallel_size}: a positive integer`);
+  if (!(nnodes >= 1)) err(`${w}--nnodes=${flags.nnodes}: a positive integer`);
+  else if (tp % nnodes) err(`${w}--tensor_parallel_size=${tp} is not a multiple of --nnodes=${nnodes}`);
+  const perPod = tp / nnodes;
   if (/^cuda/.test(flags.device || "")) {
-    if (Number(gpuLim) !== 1) err(`--device=cuda needs limits nvidia.com/gpu: 1 (has ${gpuLim})`);
-    if (gpuReq !== undefined && Number(gpuReq) !== Number(gpuLim)) err("nvidia.com/gpu request != limit");
+    if (Number(gpuLim) !== perPod) err(`${w}--device=cuda needs limits nvidia.com/gpu: ${perPod} (one per rank: --tensor_parallel_size=${tp} over ${nnodes} pod(s)), has ${gpuLim}`);
+    if (gpuReq !== undefined && Number(gpuReq) !== Number(gpuLim)) err(`${w}nvidia.com/gpu request != limit`);
   } else if (flags.device === "cpu") {
-    if (gpuLim !== undefined || gpuReq !== undefined) err("--device=cpu but the pod asks for a GPU");
-    if ((pod.tolerations || []).some((t) => t.key === "nvidia.com/gpu")) err("--device=cpu but tolerates GPU nodes' taint");
+    if (gpuLim !== undefined || gpuReq !== undefined) err(`${w}--device=cpu but the pod asks for a GPU`);
+    if ((pod.tolerations || []).some((t) => t.key === "nvidia.com/gpu")) err(`${w}--device=cpu but tolerates GPU nodes' taint`);
+  }
+  if (tp > 1 && server) {
+    // The ranks wait up to --dist_startup_timeout_s for each other (loading included) and then fail the
+    // group themselves; a shorter startup probe would restart rank 0 while the group may still be loading.
+    const sp = c.startupProbe || {};
+    const window = (sp.periodSeconds ?? 10) * (sp.failureThreshold ?? 3) + (sp.initialDelaySeconds ?? 0);
+    const startup = Number(flags.dist_startup_timeout_s ?? 1800);
+    if (c.startupProbe && window < startup) err(`${w}startupProbe window ${window}s is shorter than --dist_startup_timeout_s (${startup}s), within which the ranks may still be starting`);
+  }
+  const onGpu = /^cuda/.test(flags.device || "") || (flags.device === "auto" && gpuLim !== undefined);
+  if (tp > 1 && onGpu) {
+    if (/^cuda:/.test(flags.device)) err(`${w}--device=${flags.device} with --tensor_parallel_size=${tp}: use --device=cuda (each rank takes the GPU of its local index)`);
+    // NCCL's intra-node transport needs far more /dev/shm than the runtime's 64 MiB default.
+    const m = (c.volumeMounts || []).find((x) => x.mountPath.replace(/\/$/, "") === "/dev/shm");
+    const v = m && (pod.volumes || []).find((x) => x.name === m.name);
+    if (!m) err(`${w}--tensor_parallel_size=${tp} but nothing is mounted at /dev/shm (NCCL needs a large one: an emptyDir with medium: Memory)`);
+    else if (!v || !v.emptyDir || v.emptyDir.medium !== "Memory") err(`${w}/dev/shm is not a memory-backed emptyDir (emptyDir.medium: Memory)`);
+    else if (!v.emptyDir.sizeLimit) err(`${w}/dev/shm emptyDir has no sizeLimit`);
+    else {
+      if (qty(v.emptyDir.sizeLimit) < qty("1Gi")) err(`${w}/dev/shm sizeLimit ${v.emptyDir.sizeLimit} is too small for NCCL (at least 1Gi)`);
+      const memLim = qty((res.limits || {}).memory);
+      if (memLim !== undefined && !(memLim > qty(v.emptyDir.sizeLimit))) err(`${w}memory limit ${(res.limits || {}).memory} does not exceed the /dev/shm sizeLimit ${v.emptyDir.sizeLimit}, which it has to hold`);
+    }
+  }
+  if (!isLws(wl.obj)) {
+    if (nnodes > 1) err(`--nnodes=${nnodes}: a Deployment's pods are not one group; run the ranks of several nodes as a LeaderWorkerSet (overlays/gpu-flash-lws)`);
+    if (flags.node_rank !== undefined && flags.node_rank !== "0") err(`--node_rank=${flags.node_rank} without a LeaderWorkerSet`);
   }
 
   // Model: a preset, or a directory on a read-only volume
@@ -390,28 +556,95 @@ function stepserveRules(name, docs) {
   if (model.startsWith("/")) {
     const mount = (c.volumeMounts || []).filter((m) => model === m.mountPath || model.startsWith(m.mountPath.replace(/\/?$/, "/")))
       .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
-    if (!mount) err(`--model=${model} is on no volume mount`);
+    if (!mount) err(`${w}--model=${model} is on no volume mount`);
     else {
-      if (mount.readOnly !== true) err(`model mount ${mount.mountPath} is not readOnly`);
+      if (mount.readOnly !== true) err(`${w}model mount ${mount.mountPath} is not readOnly`);
       const vol = (pod.volumes || []).find((v) => v.name === mount.name);
-      if (!vol) err(`volume ${mount.name} missing`);
+      if (!vol) err(`${w}volume ${mount.name} missing`);
       else if (vol.persistentVolumeClaim) {
-        if (vol.persistentVolumeClaim.readOnly !== true) err(`PVC volume ${vol.name} is not readOnly`);
-        if (!byKind("PersistentVolumeClaim").some((p) => p.metadata.name === vol.persistentVolumeClaim.claimName))
-          err(`PVC ${vol.persistentVolumeClaim.claimName} is not part of the render`);
+        if (vol.persistentVolumeClaim.readOnly !== true) err(`${w}PVC volume ${vol.name} is not readOnly`);
+        const pvc = byKind("PersistentVolumeClaim").find((x) => x.metadata.name === vol.persistentVolumeClaim.claimName);
+        if (!pvc) err(`${w}PVC ${vol.persistentVolumeClaim.claimName} is not part of the render`);
+        else if (wl.size > 1 && !(pvc.spec.accessModes || []).some((a) => a === "ReadOnlyMany" || a === "ReadWriteMany"))
+          err(`${w}PVC ${pvc.metadata.name} is ${(pvc.spec.accessModes || []).join(",")}: the group's pods run on ${wl.size} nodes and all mount it (ReadOnlyMany)`);
       }
     }
-  } else if (!/^(tiny|small(:[0-9]+)?|flash(:[0-9]+)?)$/.test(model)) err(`--model=${model} is neither an absolute checkpoint path nor a preset (tiny, small[:N], flash[:N])`);
-  for (const m of c.volumeMounts || []) if (!(pod.volumes || []).some((v) => v.name === m.name)) err(`volumeMount ${m.name} has no volume`);
-  for (const v of pod.volumes || []) if (!pod.containers.some((x) => (x.volumeMounts || []).some((m) => m.name === v.name))) err(`volume ${v.name} is mounted nowhere`);
-  for (const p of byKind("PersistentVolumeClaim")) if (!(pod.volumes || []).some((v) => v.persistentVolumeClaim && v.persistentVolumeClaim.claimName === p.metadata.name)) err(`PVC ${p.metadata.name} is used by no volume`);
-  if (pod.serviceAccountName && !byKind("ServiceAccount").some((s) => s.metadata.name === pod.serviceAccountName)) err(`ServiceAccount ${pod.serviceAccountName} not in the render`);
+  } else if (!/^(tiny|small(:[0-9]+)?|flash(:[0-9]+)?)$/.test(model)) err(`${w}--model=${model} is neither an absolute checkpoint path nor a preset (tiny, small[:N], flash[:N])`);
+  for (const m of c.volumeMounts || []) if (!(pod.volumes || []).some((v) => v.name === m.name)) err(`${w}volumeMount ${m.name} has no volume`);
+  for (const v of pod.volumes || []) if (!pod.containers.some((x) => (x.volumeMounts || []).some((m) => m.name === v.name))) err(`${w}volume ${v.name} is mounted nowhere`);
+  if (pod.serviceAccountName && !byKind("ServiceAccount").some((s) => s.metadata.name === pod.serviceAccountName)) err(`${w}ServiceAccount ${pod.serviceAccountName} not in the render`);
+}
 
-  // Services
+// A LeaderWorkerSet's group as a whole: its policies, and the leader's and workers' flags agreeing.
+function lwsRules(wl, docs, err) {
+  const lws = wl.obj, t = lws.spec.leaderWorkerTemplate;
+  const [leader, worker] = wl.pods;
+  if (!Number.isInteger(lws.spec.replicas) || lws.spec.replicas < 1) err(`LeaderWorkerSet spec.replicas should be set (>= 1), is ${lws.spec.replicas}`);
+  if (!(wl.size >= 2)) err(`LeaderWorkerSet size ${wl.size}: a group of one pod needs no LeaderWorkerSet (use a Deployment, e.g. overlays/gpu-flash-tp4)`);
+  if (t.restartPolicy !== "RecreateGroupOnPodRestart")
+    err(`LeaderWorkerSet restartPolicy ${t.restartPolicy}: RecreateGroupOnPodRestart, so that a failed rank restarts the whole group (the others cannot rejoin a broken one)`);
+  if ((lws.spec.startupPolicy ?? "LeaderCreated") !== "LeaderCreated")
+    err(`LeaderWorkerSet startupPolicy ${lws.spec.startupPolicy}: LeaderReady deadlocks (the leader is ready only once the workers' ranks have joined); use LeaderCreated`);
+  if (!leader.c || !worker.c) return;
+  if (leader.c.image !== worker.c.image) err(`leader image ${leader.c.image} != worker image ${worker.c.image}`);
+  const base = renders.get("kubernetes/base");
+  const baseDep = base && base.find((d) => d.kind === "Deployment");
+  const baseImage = baseDep && ((baseDep.spec.template.spec.containers || []).find((x) => x.name === "stepserve") || {}).image;
+  if (baseImage && leader.c.image !== baseImage) err(`LeaderWorkerSet image ${leader.c.image} != the base's ${baseImage} (keep the overlay's images: entry in step)`);
+
+  const lf = leader.flags, wf = worker.flags;
+  const tp = intFlag(lf, "tensor_parallel_size", 1), nnodes = intFlag(lf, "nnodes", 1);
+  if (nnodes !== wl.size) err(`--nnodes=${lf.nnodes} != LeaderWorkerSet size ${wl.size} (one pod per node)`);
+  if (lf.node_rank !== "0") err(`leader --node_rank=${lf.node_rank}: must be 0 (rank 0, the gRPC server, runs on the leader)`);
+  if (wf.node_rank !== "$(LWS_WORKER_INDEX)") err(`worker --node_rank=${wf.node_rank} must be $(LWS_WORKER_INDEX) (1 .. size-1, one per worker pod)`);
+  const da = lf.dist_addr;
+  if (!da) err("leader --dist_addr not set: the ranks of the other pods find rank 0's TCPStore through it");
+  else {
+    const m = /^(.*):([0-9]+)$/.exec(da);
+    if (!m) err(`--dist_addr=${da} is not HOST:PORT`);
+    else {
+      if (m[1] !== "$(LWS_LEADER_ADDRESS)") err(`--dist_addr=${da}: the host should be $(LWS_LEADER_ADDRESS), the leader pod's DNS name`);
+      if (!Object.values(leader.ports || {}).includes(Number(m[2]))) err(`leader container does not expose the rendezvous port ${m[2]} of --dist_addr`);
+    }
+  }
+  for (const f of new Set([...Object.keys(lf), ...Object.keys(wf)])) {
+    if (f === "node_rank") continue;
+    if (SERVER_ONLY_FLAGS.has(f) && !(f in wf)) continue;
+    if (lf[f] !== wf[f]) err(`--${f} differs: leader ${lf[f] === undefined ? "(unset)" : lf[f]}, worker ${wf[f] === undefined ? "(unset)" : wf[f]} (all ranks take the same flags but --node_rank)`);
+  }
+  const gpus = Number((((leader.c.resources || {}).limits) || {})["nvidia.com/gpu"]);
+  if (tp !== wl.size * gpus) err(`--tensor_parallel_size=${tp} != size ${wl.size} x ${gpus} GPUs per pod`);
+  // Every pod of a deleted group gets SIGTERM at once; the worker ranks stop when rank 0 ends the group
+  // after its drain, so the kubelet must not kill them before.
+  const drain = Number(lf.drain_timeout_s) || 0;
+  if (!(worker.grace > leader.preStop + drain))
+    err(`worker terminationGracePeriodSeconds ${worker.grace} must exceed the leader's preStop ${leader.preStop}s + --drain_timeout_s ${drain}s: the kubelet would kill the workers' ranks while rank 0 still drains`);
+  // The controller creates a headless Service named after the LWS (per group: NAME-i) for the pods' DNS
+  // names; one that already exists is left alone, and LWS_LEADER_ADDRESS would not resolve through it.
+  const subdomains = ((lws.spec.networkConfig || {}).subdomainPolicy || "Shared") === "Shared"
+    ? [lws.metadata.name] : Array.from({ length: wl.replicas }, (_, i) => `${lws.metadata.name}-${i}`);
+  for (const s of docs.filter((d) => d.kind === "Service")) if (subdomains.includes(s.metadata.name))
+    err(`Service ${s.metadata.name} takes the name of the LeaderWorkerSet's own headless Service: the pods' DNS names (LWS_LEADER_ADDRESS) would not resolve`);
+}
+
+function stepserveRules(name, docs) {
+  const errors = [];
+  const err = (m) => errors.push(m);
+  const byKind = (k) => docs.filter((d) => d.kind === k);
+  const wl = workloadOf(docs, err);
+  if (!wl) return errors;
+  for (const p of wl.pods) podRules(p, wl, byKind, err);
+  const server = wl.pods[0], workers = wl.pods.slice(1);
+  if (!server.c) return errors;
+  if (isLws(wl.obj)) lwsRules(wl, docs, err);
+  const { flags, ports } = server, podLabels = server.labels;
+
+  // Services: to the server pods, never to worker ranks
   const services = byKind("Service");
   if (!services.length) err("no Service");
   for (const s of services) {
     if (!matches(s.spec.selector, podLabels)) err(`Service ${s.metadata.name}: selector does not select the pods`);
+    if (workers.some((x) => matches(s.spec.selector, x.labels))) err(`Service ${s.metadata.name}: selector also selects the worker pods, which serve nothing (add ${LWS_INDEX_LABEL}: "0")`);
     for (const p of s.spec.ports || []) {
       if (!p.appProtocol) err(`Service ${s.metadata.name} port ${p.name}: appProtocol missing`);
       const tp = p.targetPort ?? p.port;
@@ -429,7 +662,8 @@ function stepserveRules(name, docs) {
   // HPA
   for (const h of byKind("HorizontalPodAutoscaler")) {
     const t = h.spec.scaleTargetRef;
-    if (t.kind !== "Deployment" || t.name !== dep.metadata.name) err(`HPA ${h.metadata.name} targets ${t.kind}/${t.name}`);
+    if (t.kind !== wl.obj.kind || t.name !== wl.obj.metadata.name || (t.apiVersion && t.apiVersion !== wl.obj.apiVersion))
+      err(`HPA ${h.metadata.name} targets ${t.kind}/${t.name}, not ${wl.obj.kind}/${wl.obj.metadata.name}`);
     if (!(h.spec.minReplicas >= 1) || !(h.spec.maxReplicas >= h.spec.minReplicas)) err("HPA replica bounds");
     const pm = (h.spec.metrics || []).filter((m) => m.type === "Pods").map((m) => m.pods.metric.name);
     if (!pm.includes("stepserve_num_requests_waiting")) err("HPA is not driven by the Pods metric stepserve_num_requests_waiting");
@@ -438,8 +672,8 @@ function stepserveRules(name, docs) {
   }
   // PDB
   for (const p of byKind("PodDisruptionBudget")) {
-    if (!matches(p.spec.selector.matchLabels, podLabels)) err(`PDB ${p.metadata.name} selects no stepserve pod`);
-    if (p.spec.minAvailable !== undefined && String(p.spec.minAvailable) !== "0" && !p.spec.maxUnavailable && dep.spec.replicas <= 1 && !byKind("HorizontalPodAutoscaler").length)
+    if (!wl.pods.some((x) => matches(p.spec.selector.matchLabels, x.labels))) err(`PDB ${p.metadata.name} selects no stepserve pod`);
+    if (p.spec.minAvailable !== undefined && String(p.spec.minAvailable) !== "0" && !p.spec.maxUnavailable && wl.replicas <= 1 && !byKind("HorizontalPodAutoscaler").length)
       err("PDB minAvailable with a single replica blocks every node drain");
   }
   // ServiceMonitor / PodMonitor
@@ -455,8 +689,10 @@ function stepserveRules(name, docs) {
   }
   for (const pm of byKind("PodMonitor")) {
     if (!matches(pm.spec.selector.matchLabels, podLabels)) err(`PodMonitor ${pm.metadata.name} selects no stepserve pod`);
+    if (workers.some((x) => matches(pm.spec.selector.matchLabels, x.labels))) err(`PodMonitor ${pm.metadata.name} also selects the worker pods, which have no /metrics`);
     for (const e of pm.spec.podMetricsEndpoints || []) if (!(e.port in ports)) err(`PodMonitor port ${e.port} is no container port`);
   }
+  for (const p of byKind("PersistentVolumeClaim")) if (!wl.pods.some((x) => (x.spec.volumes || []).some((v) => v.persistentVolumeClaim && v.persistentVolumeClaim.claimName === p.metadata.name))) err(`PVC ${p.metadata.name} is used by no volume`);
   // PrometheusRule
   for (const pr of byKind("PrometheusRule")) {
     if (!isDeepStrictEqual(pr.spec.groups, readYaml(ALERTS_PATH).groups))
@@ -825,6 +1061,18 @@ const SEEDED = [
   ["deploy/grafana/stepserve-dashboard.json", "rate(stepserve_e2e_request_latency_seconds_sum", "rate(stepserve_e2e_request_latency_seconds", "stepserve_e2e_request_latency_seconds is a histogram"],
   ["Dockerfile", "USER 10001:10001", "USER root", "does not switch to a non-root USER"],
   ["Dockerfile", "--target stepserve stepctl stepbench", "--target stepserve stepctl", "does not build target stepbench"],
+  // Tensor parallelism: one pod (Deployment) and two nodes (LeaderWorkerSet)
+  ["deploy/kubernetes/overlays/gpu-flash-tp4/deployment-patch.yaml", "--tensor_parallel_size=4", "--tensor_parallel_size=2", "needs limits nvidia.com/gpu: 2 (one per rank"],
+  ["deploy/kubernetes/overlays/gpu-flash-tp4/deployment-patch.yaml", "medium: Memory", "medium: \"\"", "/dev/shm is not a memory-backed emptyDir"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "--nnodes=2", "--nnodes=4", "--nnodes=4 != LeaderWorkerSet size 2"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "restartPolicy: RecreateGroupOnPodRestart", "restartPolicy: None", "LeaderWorkerSet restartPolicy None"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "--node_rank=$(LWS_WORKER_INDEX)", "--node_rank=1", "worker --node_rank=1 must be $(LWS_WORKER_INDEX)"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "startupPolicy: LeaderCreated", "startupPolicy: LeaderReady", "LeaderReady deadlocks"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "--dist_addr=$(LWS_LEADER_ADDRESS):29500", "--dist_addr=$(LWS_LEADER_ADDRESS):29501", "does not expose the rendezvous port 29501"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "  rolloutStrategy:", "  rolloutStrategey:", "spec.rolloutStrategey: unknown field of LeaderWorkerSet"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "  name: stepserve-lws", "  name: stepserve", "takes the name of the LeaderWorkerSet's own headless Service"],
+  ["deploy/kubernetes/overlays/gpu-flash-lws/leaderworkerset.yaml", "            # No probes:", "            livenesProbe: {}\n            # No probes:",
+    "workerTemplate: Object literal may only specify known properties, and '\"livenesProbe\"' does not exist"],
 ];
 if (ARGS.selfTest) {
   await check(`self-test: the validator reports ${SEEDED.length} seeded mistakes`, () => {

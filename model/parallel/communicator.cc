@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -41,11 +42,13 @@ std::chrono::milliseconds ToMillis(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
 
+// The process groups are held by their concrete types: in LibTorch 1.13 they derive from
+// c10d::ProcessGroup, in 2.x from c10d::Backend, and only the members used here exist in both.
 class C10dCommunicator : public Communicator {
  public:
-  C10dCommunicator(int rank, int world, c10::intrusive_ptr<c10d::ProcessGroup> control,
-                   c10::intrusive_ptr<c10d::ProcessGroup> data)
-      : rank_(rank), world_(world), control_(std::move(control)), data_(std::move(data)) {}
+  using AllReduce = std::function<void(std::vector<at::Tensor>&)>;
+  C10dCommunicator(int rank, int world, c10::intrusive_ptr<c10d::ProcessGroupGloo> control, AllReduce data)
+      : rank_(rank), world_(world), control_(std::move(control)), data_all_reduce_(std::move(data)) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
@@ -53,7 +56,7 @@ class C10dCommunicator : public Communicator {
   void AllReduceSum(at::Tensor& t) override {
     Timer timer(this, false);
     std::vector<at::Tensor> v{t};
-    data_->allreduce(v)->wait();
+    data_all_reduce_(v);
   }
 
   void Broadcast(at::Tensor& t) override {
@@ -75,7 +78,8 @@ class C10dCommunicator : public Communicator {
 
  private:
   int rank_, world_;
-  c10::intrusive_ptr<c10d::ProcessGroup> control_, data_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> control_;
+  AllReduce data_all_reduce_;
 };
 
 std::shared_ptr<::gloo::transport::Device> GlooDevice(const std::string& hostname) {
@@ -96,24 +100,26 @@ absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrus
   try {
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(ToMillis(o.timeout));
     gloo_options->devices.push_back(GlooDevice(o.gloo_hostname));
-    c10::intrusive_ptr<c10d::ProcessGroup> control = c10::make_intrusive<c10d::ProcessGroupGloo>(
+    auto control = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::make_intrusive<c10d::PrefixStore>("control", store), o.rank, o.world_size, gloo_options);
-    c10::intrusive_ptr<c10d::ProcessGroup> data;
+    C10dCommunicator::AllReduce data;
     if (o.device.is_cuda()) {
 #if defined(STEPSERVE_CUDA) && defined(STEPSERVE_NCCL)
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = ToMillis(o.timeout);
-      data = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("data", store),
-                                                         o.rank, o.world_size, nccl_options);
+      auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("data", store),
+                                                              o.rank, o.world_size, nccl_options);
+      data = [nccl](std::vector<at::Tensor>& v) { nccl->allreduce(v)->wait(); };
 #else
       return absl::FailedPreconditionError(
           "tensor parallelism on CUDA needs a LibTorch with NCCL (this build has no STEPSERVE_NCCL)");
 #endif
     } else {
-      data = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("data", store),
-                                                         o.rank, o.world_size, gloo_options);
+      auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("data", store),
+                                                              o.rank, o.world_size, gloo_options);
+      data = [gloo](std::vector<at::Tensor>& v) { gloo->allreduce(v)->wait(); };
     }
-    return std::shared_ptr<Communicator>(new C10dCommunicator(o.rank, o.world_size, control, data));
+    return std::shared_ptr<Communicator>(new C10dCommunicator(o.rank, o.world_size, control, std::move(data)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the group of ", o.world_size,
                                                ": ", e.what()));
