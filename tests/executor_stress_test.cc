@@ -8,23 +8,29 @@
 
 #include <ATen/Parallel.h>
 
+#include "model/checkpoint.h"
 #include "model/executor.h"
+#include "model/parallel/worker.h"
+#include "tests/parallel_test_util.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve {
 namespace {
 
-TEST(ExecutorStressTest, EightThreadsFiftyRequestsEachWithRandomCancels) {
-  at::set_num_threads(1);  // LibTorch's own thread pool is not instrumented for TSan
+ExecutorOptions StressOptions() {
   ExecutorOptions options;
   options.max_num_seqs = 16;
   options.max_num_batched_tokens = 64;
   options.max_queue = 1000;
   options.block_size = 4;
-  auto created = Executor::Create(testing::LoadTinyModel(), options);
-  ASSERT_TRUE(created.ok()) << created.status();
-  Executor& ex = **created;
+  options.heartbeat_interval = absl::Milliseconds(5);  // tensor parallel: heartbeats between steps too
+  return options;
+}
+
+// 8 threads submit 50 requests each, cancelling a third at random; checks every request's one final output
+// and that the pool ends empty, then shuts `ex` down.
+void RunStress(Executor& ex) {
   testing::OutputCollector collector;
   constexpr int kThreads = 8, kPerThread = 50;
   std::atomic<int> submitted{0};
@@ -63,6 +69,38 @@ TEST(ExecutorStressTest, EightThreadsFiftyRequestsEachWithRandomCancels) {
   EXPECT_EQ(s.kv_blocks_used, 0);
   EXPECT_EQ(s.requests_finished_total, kThreads * kPerThread);
   ex.Shutdown(absl::Seconds(10));
+}
+
+TEST(ExecutorStressTest, EightThreadsFiftyRequestsEachWithRandomCancels) {
+  at::set_num_threads(1);  // LibTorch's own thread pool is not instrumented for TSan
+  auto created = Executor::Create(testing::LoadTinyModel(), StressOptions());
+  ASSERT_TRUE(created.ok()) << created.status();
+  RunStress(**created);
+}
+
+// The same with the executor on rank 0 of a two-rank tensor-parallel group (Gloo over loopback): the
+// engine thread's steps and heartbeats interleave with the submitting threads, and rank 1 serves them.
+TEST(ExecutorStressTest, TwoRanksEightThreadsFiftyRequestsEachWithRandomCancels) {
+  at::set_num_threads(1);
+  const ModelConfig config = *LoadModelConfigFile(testing::TinyCheckpointDir() + "/config.json");
+  testing::RunGroup(2, [&](int rank, std::shared_ptr<Communicator> comm) {
+    const ParallelConfig p{2, rank, false};
+    absl::StatusOr<ModelWeights> weights = LoadCheckpointWeights(testing::TinyCheckpointDir(), config, at::kFloat, p);
+    ASSERT_TRUE(weights.ok()) << weights.status();
+    auto model = std::make_unique<CausalLM>(config, std::move(*weights), at::kCPU, ParallelContext{p, comm});
+    if (rank != 0) {
+      absl::StatusOr<KvCacheOptions> kv = PlanKvCache(*model, StressOptions());
+      ASSERT_TRUE(kv.ok()) << kv.status();
+      KvPools pools(model->kv_config(), *kv);
+      const absl::Status served = ServeWorkerSteps(*model, &pools);
+      EXPECT_TRUE(served.ok()) << served;
+      return;
+    }
+    auto created = Executor::Create(std::move(model), StressOptions());
+    ASSERT_TRUE(created.ok()) << created.status();
+    RunStress(**created);
+    created->reset();  // stops rank 1
+  });
 }
 
 }  // namespace
