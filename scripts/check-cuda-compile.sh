@@ -39,7 +39,8 @@ done
 # Host side: every C++ file with a STEPSERVE_CUDA branch is syntax-checked with it defined, against
 # LibTorch's c10/cuda headers (Debian's libtorch-dev ships them) and the CUDA toolkit's includes, so a
 # broken call site of a kernel cannot land either. Debian's headers lack the CMake-generated
-# cuda_cmake_macros.h; an empty one stands in.
+# cuda_cmake_macros.h; an empty one stands in. The tensor-parallel communicator's NCCL branch is checked
+# too (c10d's ProcessGroupNCCL header from Debian's LibTorch, nccl.h from the CUDA toolkit).
 TORCH_INC="${TORCH_INCLUDE:-/usr/include}"
 CUDA_INC="$(dirname "$(dirname "$(readlink -f "$NVCC")")")/include"
 host_checked=0
@@ -49,7 +50,7 @@ if [ -f "$TORCH_INC/c10/cuda/CUDAStream.h" ] && [ -f "$CUDA_INC/cuda_runtime_api
   mapfile -t host_files < <(cd "$ROOT" && { grep -rl --include='*.cc' 'STEPSERVE_CUDA' model server 2>/dev/null || true;
     ls model/ops/*_cuda.cc model/ops/cuda_util.cc tests/cuda/*.cc 2>/dev/null || true; } | sort -u)
   for f in "${host_files[@]}"; do
-    if ! "${CXX:-g++}" -fsyntax-only -std=gnu++17 -DSTEPSERVE_CUDA -DUSE_C10D_GLOO -D_GLIBCXX_USE_CXX11_ABI=1 -Wall -Wextra \
+    if ! "${CXX:-g++}" -fsyntax-only -std=gnu++17 -DSTEPSERVE_CUDA -DUSE_C10D_GLOO -DSTEPSERVE_NCCL -DUSE_C10D_NCCL -D_GLIBCXX_USE_CXX11_ABI=1 -Wall -Wextra \
         -Wno-unused-parameter -Werror -I"$ROOT" -isystem "$TORCH_INC/torch/csrc/api/include" \
         -isystem "$TMP/stub" -isystem "$CUDA_INC" "$ROOT/$f" 2>"$TMP/host.log"; then
       echo "FAILED (host, -DSTEPSERVE_CUDA): $f" >&2

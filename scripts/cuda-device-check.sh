@@ -7,6 +7,8 @@
 #      greedy continuations, executor, server and client end to end), one test per process;
 #   3. starts stepserve on the GPU and drives it with stepctl and a short stepbench;
 #   4. runs the GPU benchmarks (model_bench on cuda, fp32 and bf16);
+#   5. with two or more GPUs: tensor parallel 2 on NCCL (stepserve --tensor_parallel_size=2, greedy
+#      continuations against one GPU's, a stepbench run); with one GPU it says so;
 # writing logs and results under $OUT (or ./cuda-check-out). Within 10 minutes on an H100/H200.
 #
 # Before the device call, on the development machine: the device recipe's package fetcher fills .devdeps/
@@ -83,6 +85,36 @@ for dtype in float32 bfloat16; do
     >"$OUT/model_bench_$dtype.log" 2>&1 || status=1
   tail -12 "$OUT/model_bench_$dtype.log" | tee -a "$OUT/summary.txt"
 done
+
+log "5. tensor parallelism on NCCL"
+grep -i "NCCL" "$OUT/configure.log" | tee -a "$OUT/summary.txt"
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
+if [ "$gpus" -lt 2 ]; then
+  log "only $gpus GPU on this machine: tensor parallel 2 not run (the CPU/Gloo tests above cover the logic)"
+else
+  for tp in 1 2; do
+    "$BUILD/server/stepserve" --model=small:4 --device=cuda --dtype=bfloat16 --tensor_parallel_size=$tp \
+      --port=5008$tp --metrics_port=-1 >"$OUT/stepserve_tp$tp.log" 2>&1 &
+    eval "tp${tp}_pid=$!"
+  done
+  for tp in 1 2; do
+    for _ in $(seq 1 240); do
+      "$BUILD/client/stepctl" --target=127.0.0.1:5008$tp health >/dev/null 2>&1 && break
+      sleep 0.5
+    done
+    "$BUILD/client/stepctl" --target=127.0.0.1:5008$tp generate --tokens=1,2,3,4,5 --max_new_tokens=24 --ignore_eos \
+      >"$OUT/tp$tp-greedy.txt" 2>&1 || status=1
+  done
+  if [ "$(head -1 "$OUT/tp1-greedy.txt")" = "$(head -1 "$OUT/tp2-greedy.txt")" ]; then
+    log "tensor parallel 2: the same greedy tokens as one GPU"
+  else
+    log "tensor parallel 2: greedy tokens DIFFER from one GPU's (bf16; see tp1-greedy.txt, tp2-greedy.txt)"
+  fi
+  "$BUILD/client/stepbench" --target=127.0.0.1:50082 --num_requests=64 --concurrency=16 --prompt_len=64 \
+    --output_len=32 --json_out="$OUT/stepbench_tp2.json" >"$OUT/stepbench_tp2.log" 2>&1 || status=1
+  tail -20 "$OUT/stepbench_tp2.log" | tee -a "$OUT/summary.txt"
+  kill -TERM "$tp1_pid" "$tp2_pid" 2>/dev/null; wait "$tp1_pid" "$tp2_pid"
+fi
 
 log "done, exit $status"
 exit $status
