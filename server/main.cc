@@ -217,12 +217,6 @@ absl::StatusOr<std::unique_ptr<stepserve::server::RankLauncher>> StartLocalRanks
 // A worker rank: its shard, its KV pools, the steps rank 0 sends. Exit 0 after rank 0's stop, 1 when the
 // group failed.
 int RunWorker(GroupLayout g, const std::vector<std::string>& args, at::ScalarType dtype, at::Device device) {
-  if (g.spawned) {
-    // Its starter stops it (a stop message after the drain) or takes it down (PR_SET_PDEATHSIG): a signal
-    // meant for the starter (a terminal's Ctrl-C, a pkill by name) must not kill it mid-drain.
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-  }
   auto connection = OpenGroupStore(&g, device);
   if (!connection.ok()) {
     LogError("rank ", g.rank, ": ", connection.status().message());
@@ -294,6 +288,19 @@ int Run(const std::vector<std::string>& args) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_dry_run)) return RunDryRun(absl::GetFlag(FLAGS_model), *dtype);
+  if (layout->world > 1) {
+    // A split the model cannot take is a bad flag: refused before any port is bound or rank started.
+    auto config = stepserve::LoadModelSpecConfig(absl::GetFlag(FLAGS_model));
+    if (!config.ok()) {
+      LogError("--model: ", config.status().message());
+      return 2;
+    }
+    const stepserve::ParallelConfig split{layout->world, layout->rank, absl::GetFlag(FLAGS_expert_parallel)};
+    if (absl::Status s = stepserve::ValidateParallelConfig(*config, split); !s.ok()) {
+      LogError(s.message());
+      return 2;
+    }
+  }
   auto device = ResolveDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) {
     LogError(device.status().message());

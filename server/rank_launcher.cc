@@ -46,7 +46,11 @@ absl::StatusOr<std::unique_ptr<RankLauncher>> RankLauncher::Spawn(const std::vec
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(1);  // the parent died before prctl
       setpgid(0, 0);
-      // The parent blocked SIGTERM/SIGINT for sigwait; a worker takes the defaults.
+      // A worker is stopped by its starter (a stop message, or PR_SET_PDEATHSIG), never by a signal meant
+      // for the starter: SIGTERM and SIGINT are ignored from before exec (an ignored disposition survives
+      // exec). The starter's blocked mask (for its sigwait) is cleared.
+      signal(SIGTERM, SIG_IGN);
+      signal(SIGINT, SIG_IGN);
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -77,6 +81,10 @@ void RankLauncher::Watch() {
         if (c.pid != pid) continue;
         c.exited = true;
         c.status = status;
+        if (stopping_ && !c.killed && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+          // The group failed through a collective first; still say which rank ended and how.
+          LogError("rank ", c.rank, " (pid ", pid, ") ", DescribeExit(status));
+        }
         if (!stopping_) {
           failure = absl::UnavailableError(absl::StrCat("rank ", c.rank, " (pid ", pid, ") ", DescribeExit(status)));
           notify = std::move(on_failure_);
@@ -124,8 +132,11 @@ void RankLauncher::Kill() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    for (const Child& c : children_) {
-      if (!c.exited) kill(c.pid, SIGKILL);
+    for (Child& c : children_) {
+      if (!c.exited) {
+        c.killed = true;
+        kill(c.pid, SIGKILL);
+      }
     }
   }
   if (watcher_.joinable()) watcher_.join();  // returns once every child is reaped

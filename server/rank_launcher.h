@@ -44,6 +44,7 @@ class RankLauncher {
     pid_t pid = -1;
     int rank = 0;
     bool exited = false;
+    bool killed = false;  // by Kill()
     int status = 0;
   };
   std::mutex mu_;
