@@ -2,7 +2,8 @@
 // (separate processes, Gloo over loopback, the machine's cores split evenly between the ranks). Rank 0
 // drives the steps through CausalLM::Forward, as the executor does; the other ranks run ServeWorkerSteps.
 // Reports the median decode step and prefill latency and the time rank 0 spends inside collectives per
-// step (the all-reduces after attention and the MLP, the plan broadcast): what the communication costs.
+// step (the all-reduces after attention and the MLP, the plan broadcast): what the communication costs;
+// and rank 0's lm_head GEMM of a decode step (split by vocabulary on a group).
 // Usage: tensor_parallel_bench [--model=small] [--ranks=1,2] [--batches=1,16] [--context=256] [--steps=20]
 // Internal (the processes it starts): --world=N --rank=R --port=P
 #include <sys/wait.h>
@@ -82,6 +83,15 @@ int RunRank(const Flags& f) {
   if (f.rank != 0) return ServeWorkerSteps(**model, &cache.pools()).ok() ? 0 : 1;
 
   const CausalLM& m = **model;
+  {
+    // One untimed step first: lazy initialisation (allocator, thread pools, Gloo buffers) stays out.
+    KvSequence warm;
+    ForwardBatch batch;
+    batch.token_ids = at::zeros({8}, at::kLong);
+    batch.seqs.push_back({8, 0, &warm});
+    if (!m.Forward(batch, &cache).ok()) return 1;
+    cache.blocks().Release(warm);
+  }
   for (int batch : f.batches) {
     std::vector<KvSequence> seqs(batch);
     ForwardBatch prefill;
@@ -102,9 +112,19 @@ int RunRank(const Flags& f) {
     }
     const CollectiveStats after = m.parallel().comm ? m.parallel().comm->stats() : CollectiveStats();
     for (KvSequence& s : seqs) cache.blocks().Release(s);
-    std::printf("RESULT %d %d %.3f %.3f %.3f %.1f\n", f.world, batch, prefill_ms, Median(decode_ms),
+    // This rank's lm_head GEMM of a decode step alone (its V/N rows on a group: lm_head is vocab parallel).
+    const at::Tensor lm_head = m.weights().Get(m.config().tie_word_embeddings ? "model.embed_tokens.weight"
+                                                                               : "lm_head.weight");
+    const at::Tensor h = at::randn({batch, m.config().hidden_size});
+    std::vector<double> lm_head_ms;
+    for (int i = 0; i < f.steps; ++i) {
+      const absl::Time t0 = absl::Now();
+      at::Tensor logits = at::matmul(h, lm_head.t());
+      lm_head_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    }
+    std::printf("RESULT %d %d %.3f %.3f %.3f %.1f %.3f\n", f.world, batch, prefill_ms, Median(decode_ms),
                 (after.seconds - before.seconds) * 1e3 / f.steps,
-                static_cast<double>(after.all_reduces - before.all_reduces) / f.steps);
+                static_cast<double>(after.all_reduces - before.all_reduces) / f.steps, Median(lm_head_ms));
     std::fflush(stdout);
   }
   if (m.parallel().comm) SendStop(*m.parallel().comm);
@@ -113,7 +133,7 @@ int RunRank(const Flags& f) {
 
 struct Result {
   int world = 0, batch = 0;
-  double prefill_ms = 0, decode_ms = 0, collective_ms = 0, all_reduces = 0;
+  double prefill_ms = 0, decode_ms = 0, collective_ms = 0, all_reduces = 0, lm_head_ms = 0;
 };
 
 // Starts the ranks of one run as processes of this binary; collects rank 0's result lines.
@@ -160,8 +180,8 @@ std::vector<Result> RunGroup(const Flags& f, const char* self, int world) {
   std::vector<Result> results;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
     Result r;
-    if (std::sscanf(std::string(line).c_str(), "RESULT %d %d %lf %lf %lf %lf", &r.world, &r.batch, &r.prefill_ms,
-                    &r.decode_ms, &r.collective_ms, &r.all_reduces) == 6) {
+    if (std::sscanf(std::string(line).c_str(), "RESULT %d %d %lf %lf %lf %lf %lf", &r.world, &r.batch,
+                    &r.prefill_ms, &r.decode_ms, &r.collective_ms, &r.all_reduces, &r.lm_head_ms) == 7) {
       results.push_back(r);
     }
   }
@@ -215,17 +235,18 @@ int main(int argc, char** argv) {
     }
     all.insert(all.end(), r.begin(), r.end());
   }
-  std::printf("%-6s %-6s %12s %12s %16s %14s %12s\n", "ranks", "batch", "prefill ms", "decode ms",
-              "collective ms", "all-reduces", "decode vs 1");
+  std::printf("%-6s %-6s %12s %12s %12s %16s %14s %12s\n", "ranks", "batch", "prefill ms", "decode ms",
+              "decode vs 1", "collective ms", "all-reduces", "lm_head ms");
   for (const Result& r : all) {
     double base = 0;
     for (const Result& b : all) {
       if (b.world == 1 && b.batch == r.batch) base = b.decode_ms;
     }
-    std::printf("%-6d %-6d %12.2f %12.2f %16.2f %14.1f %11.2fx\n", r.world, r.batch, r.prefill_ms, r.decode_ms,
-                r.collective_ms, r.all_reduces, base > 0 ? r.decode_ms / base : 0.0);
+    std::printf("%-6d %-6d %12.2f %12.2f %11.2fx %16.2f %14.1f %12.2f\n", r.world, r.batch, r.prefill_ms,
+                r.decode_ms, base > 0 ? r.decode_ms / base : 0.0, r.collective_ms, r.all_reduces, r.lm_head_ms);
   }
-  std::printf("(collective ms and all-reduces: per decode step on rank 0, plan broadcast included; decode vs 1: "
-              "the decode step's latency against one rank's)\n");
+  std::printf("(per decode step on rank 0: collective ms = time inside collectives, plan broadcast included, "
+              "waiting for the slower rank too; lm_head ms = rank 0's lm_head GEMM alone, its V/N rows on 2 ranks; decode vs 1: the step's latency "
+              "against one rank's)\n");
   return 0;
 }

@@ -20,8 +20,13 @@ CausalLM::CausalLM(ModelConfig config, ModelWeights weights, at::Device device, 
   embed_ = weights_.Get("model.embed_tokens.weight");
   dtype_ = embed_.scalar_type();
   final_norm_ = weights_.Get("model.norm.weight");
-  // Undefined on ranks other than 0 (untied): they never compute logits.
-  lm_head_ = config_.tie_word_embeddings ? embed_ : weights_.Get("lm_head.weight");
+  // On a group, this rank's vocabulary rows (the embedding is replicated: tied, its rows are cut here).
+  lm_head_ = weights_.Get("lm_head.weight");
+  if (config_.tie_word_embeddings) {
+    const IndexRange rows = parallel_.distributed() ? EvenSlice(config_.vocab_size, parallel_.config)
+                                                    : IndexRange{0, config_.vocab_size};
+    lm_head_ = embed_.narrow(0, rows.begin, rows.size);
+  }
   for (int i = 0; i < config_.num_hidden_layers; ++i) {
     layers_.push_back(std::make_unique<DecoderLayer>(config_, i, weights_, device_, parallel_));
   }
@@ -74,10 +79,14 @@ absl::StatusOr<at::Tensor> CausalLM::Execute(const StepPlan& plan, KvPools* pool
     h = layers_[i]->Forward(h, step, pools);
     if (observer) observer(static_cast<int>(i), h);
   }
-  if (parallel_.config.rank != 0) return at::Tensor();
   if (!plan.all_logits) h = h.index_select(0, step.logits_rows);
   h = RmsNorm(h, final_norm_, config_.rms_norm_eps);
-  return at::matmul(h, lm_head_.t()).to(at::kFloat);
+  at::Tensor logits = at::matmul(h, lm_head_.t()).to(at::kFloat);
+  if (!parallel_.distributed()) return logits;
+  // Vocab-parallel lm_head: each rank has V/N columns of the logits; rank 0 gathers them (one all-gather
+  // of [rows, V/N] fp32 per step) and is the only rank that returns them.
+  std::vector<at::Tensor> parts = parallel_.comm->AllGather(logits);
+  return parallel_.config.rank == 0 ? at::cat(parts, 1) : at::Tensor();
 }
 
 absl::StatusOr<at::Tensor> CausalLM::Forward(const ForwardBatch& batch, PagedKvCache* cache,

@@ -43,8 +43,8 @@ class CausalLM {
   // (last token of each chunk), or [tokens, vocab] when plan.all_logits. Bad plans fail with a status;
   // device errors (CUDA out of memory, a failed launch) throw c10::Error, which the executor catches.
   // On a tensor-parallel group, rank 0 first broadcasts the plan (model/parallel/step_broadcast.h) to the
-  // other ranks, which run it too (ServeWorkerSteps); they return an undefined tensor: only rank 0 holds
-  // lm_head and samples. A failed or timed-out collective throws c10::Error.
+  // other ranks, which run it too (ServeWorkerSteps); they return an undefined tensor: lm_head is split by
+  // vocabulary and rank 0 gathers the logits and samples. A failed or timed-out collective throws c10::Error.
   absl::StatusOr<at::Tensor> Execute(const StepPlan& plan, KvPools* pools,
                                      const LayerObserver& observer = nullptr) const;
 

@@ -127,7 +127,7 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
     }
     used.insert(spec.name);
     auto shard = shard_of.find(spec.name);
-    if (shard == shard_of.end()) continue;  // another rank's (lm_head lives on rank 0)
+    if (shard == shard_of.end()) continue;  // not this rank's
     const TensorShard& s = shard->second;
     ASSIGN_OR_RETURN(at::Tensor t, file->ReadSlice(spec.name, s.dim, s.begin, s.size));
     weights.Set(spec.name, t.to(dtype).contiguous());

@@ -81,6 +81,11 @@ class TensorParallelLogitsTest : public ::testing::TestWithParam<std::tuple<std:
 ModelConfig ConfigNamed(const std::string& name) {
   if (name == "tiny") return *PresetConfig("tiny");
   if (name == "head_pattern") return HeadPatternConfig();
+  if (name == "tiny_tied") {  // lm_head is the embedding: each rank cuts its vocabulary rows from it
+    ModelConfig c = *PresetConfig("tiny");
+    c.tie_word_embeddings = true;
+    return c;
+  }
   return FewKvHeadsConfig();
 }
 
@@ -117,6 +122,7 @@ TEST_P(TensorParallelLogitsTest, MatchesOneRank) {
 INSTANTIATE_TEST_SUITE_P(
     Tp, TensorParallelLogitsTest,
     ::testing::Values(std::make_tuple("tiny", TpCase{"tp2", 2, false}), std::make_tuple("tiny", TpCase{"tp2_ep", 2, true}),
+                      std::make_tuple("tiny_tied", TpCase{"tp2", 2, false}),
                       std::make_tuple("head_pattern", TpCase{"tp2", 2, false}),
                       std::make_tuple("head_pattern", TpCase{"tp2_ep", 2, true}),
                       std::make_tuple("head_pattern", TpCase{"tp4", 4, false}),
@@ -124,15 +130,15 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple("few_kv_heads", TpCase{"tp4_replicated_kv", 4, false})),
     [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param).name; });
 
-// Each rank holds total / N of the split weights plus the replicated ones (embedding, norms, routers);
-// lm_head lives on rank 0 alone. Measured on the cut tensors.
+// Each rank holds total / N of the split weights (lm_head too: split by vocabulary) plus the replicated
+// ones (embedding, norms, routers). Measured on the cut tensors.
 TEST(TensorParallelTest, RankWeightBytesAreTotalOverNPlusReplicated) {
   for (const std::string& name : {"tiny", "head_pattern"}) {
     const ModelConfig config = ConfigNamed(name);
     const ModelWeights full = RandomWeights(config, 3, at::kFloat, at::kCPU);
-    int64_t replicated = 0, lm_head = full.Get("lm_head.weight").numel() * 4;
+    int64_t replicated = 0;
     for (const TensorShard& s : RankTensorShards(config, {2, 0, false})) {
-      if (s.dim < 0 && s.name != "lm_head.weight") replicated += s.numel() * 4;
+      if (s.dim < 0) replicated += s.numel() * 4;
     }
     EXPECT_GT(replicated, 0);
     for (int world : {2, 4}) {
@@ -141,8 +147,8 @@ TEST(TensorParallelTest, RankWeightBytesAreTotalOverNPlusReplicated) {
           const ParallelConfig p{world, rank, ep};
           if (!ValidateParallelConfig(config, p).ok()) continue;  // tiny's 6 heads on 4 ranks
           const int64_t measured = ShardWeights(full, config, p).TotalBytes();
-          const int64_t split = full.TotalBytes() - replicated - lm_head;
-          EXPECT_EQ(measured, split / world + replicated + (rank == 0 ? lm_head : 0))
+          const int64_t split = full.TotalBytes() - replicated;
+          EXPECT_EQ(measured, split / world + replicated)
               << name << " world " << world << " ep " << ep << " rank " << rank;
           EXPECT_EQ(measured, RankWeightBytes(config, p, 4));
         }
@@ -152,7 +158,7 @@ TEST(TensorParallelTest, RankWeightBytesAreTotalOverNPlusReplicated) {
 }
 
 // The loader reads only a rank's slices from the memory-mapped checkpoint: the same tensors as cutting
-// the whole model, and nothing else (no lm_head off rank 0).
+// the whole model, and nothing else.
 TEST(TensorParallelTest, CheckpointLoaderReadsExactlyTheRankSlices) {
   const ModelConfig config = *LoadModelConfigFile(TinyCheckpointDir() + "/config.json");
   const absl::StatusOr<ModelWeights> whole = LoadCheckpointWeights(TinyCheckpointDir(), config, at::kFloat);
@@ -164,7 +170,7 @@ TEST(TensorParallelTest, CheckpointLoaderReadsExactlyTheRankSlices) {
       ASSERT_TRUE(loaded.ok()) << loaded.status();
       const ModelWeights cut = ShardWeights(*whole, config, p);
       EXPECT_EQ(loaded->size(), cut.size());
-      EXPECT_EQ(loaded->Contains("lm_head.weight"), rank == 0);
+      EXPECT_EQ(loaded->Get("lm_head.weight").size(0), config.vocab_size / 2);
       for (const TensorShard& s : RankTensorShards(config, p)) {
         ASSERT_TRUE(loaded->Contains(s.name)) << s.name;
         EXPECT_TRUE(at::equal(loaded->Get(s.name), cut.Get(s.name))) << s.name;
@@ -200,6 +206,10 @@ TEST(TensorParallelTest, BadSplitsNameTheFlag) {
   EXPECT_EQ(std::string(ValidateParallelConfig(kv6, {4, 0, false}).message()),
             "--tensor_parallel_size=4 and the 6 KV heads of layer 0: one must divide the other to split or "
             "replicate them");
+  ModelConfig odd_vocab = HeadPatternConfig();
+  odd_vocab.vocab_size = 301;
+  EXPECT_EQ(std::string(ValidateParallelConfig(odd_vocab, {2, 0, false}).message()),
+            "--tensor_parallel_size=2 does not divide the vocabulary of 301 tokens (lm_head is split by vocabulary)");
   ModelConfig dense = tiny;
   for (LayerConfig& l : dense.layers) l.is_moe = false;
   EXPECT_EQ(std::string(ValidateParallelConfig(dense, {2, 0, true}).message()),

@@ -33,7 +33,7 @@ absl::StatusOr<CapacityPlan> PlanCapacity(const ModelConfig& config, const Capac
     rc.rank = r;
     for (const TensorShard& s : RankTensorShards(config, p)) {
       rc.weight_bytes += s.numel() * elem;
-      if (r == 0 && s.dim < 0 && s.name != "lm_head.weight") plan.replicated_weight_bytes += s.numel() * elem;
+      if (r == 0 && s.dim < 0) plan.replicated_weight_bytes += s.numel() * elem;
     }
     rc.kv_bytes = static_cast<int64_t>(static_cast<double>(o.device_memory_bytes) * o.memory_fraction) - rc.weight_bytes;
     absl::StatusOr<KvCacheOptions> kv = absl::ResourceExhaustedError("no memory left");

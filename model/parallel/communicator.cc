@@ -47,8 +47,14 @@ std::chrono::milliseconds ToMillis(absl::Duration d) {
 class C10dCommunicator : public Communicator {
  public:
   using AllReduce = std::function<void(std::vector<at::Tensor>&)>;
-  C10dCommunicator(int rank, int world, c10::intrusive_ptr<c10d::ProcessGroupGloo> control, AllReduce data)
-      : rank_(rank), world_(world), control_(std::move(control)), data_all_reduce_(std::move(data)) {}
+  using AllGatherFn = std::function<void(std::vector<std::vector<at::Tensor>>&, std::vector<at::Tensor>&)>;
+  C10dCommunicator(int rank, int world, c10::intrusive_ptr<c10d::ProcessGroupGloo> control, AllReduce all_reduce,
+                   AllGatherFn all_gather)
+      : rank_(rank),
+        world_(world),
+        control_(std::move(control)),
+        data_all_reduce_(std::move(all_reduce)),
+        data_all_gather_(std::move(all_gather)) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
@@ -57,6 +63,15 @@ class C10dCommunicator : public Communicator {
     Timer timer(this, false);
     std::vector<at::Tensor> v{t};
     data_all_reduce_(v);
+  }
+
+  std::vector<at::Tensor> AllGather(const at::Tensor& t) override {
+    Timer timer(this, false);
+    std::vector<at::Tensor> input{t.contiguous()};
+    std::vector<std::vector<at::Tensor>> output(1);
+    for (int r = 0; r < world_; ++r) output[0].push_back(at::empty_like(input[0]));
+    data_all_gather_(output, input);
+    return output[0];
   }
 
   void Broadcast(at::Tensor& t) override {
@@ -80,6 +95,7 @@ class C10dCommunicator : public Communicator {
   int rank_, world_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> control_;
   AllReduce data_all_reduce_;
+  AllGatherFn data_all_gather_;
 };
 
 std::shared_ptr<::gloo::transport::Device> GlooDevice(const std::string& hostname) {
@@ -103,6 +119,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrus
     auto control = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::make_intrusive<c10d::PrefixStore>("control", store), o.rank, o.world_size, gloo_options);
     C10dCommunicator::AllReduce data;
+    C10dCommunicator::AllGatherFn gather;
     if (o.device.is_cuda()) {
 #if defined(STEPSERVE_CUDA) && defined(STEPSERVE_NCCL)
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
@@ -110,6 +127,9 @@ absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrus
       auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("data", store),
                                                               o.rank, o.world_size, nccl_options);
       data = [nccl](std::vector<at::Tensor>& v) { nccl->allreduce(v)->wait(); };
+      gather = [nccl](std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) {
+        nccl->allgather(out, in)->wait();
+      };
 #else
       return absl::FailedPreconditionError(
           "tensor parallelism on CUDA needs a LibTorch with NCCL (this build has no STEPSERVE_NCCL)");
@@ -118,8 +138,12 @@ absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrus
       auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("data", store),
                                                               o.rank, o.world_size, gloo_options);
       data = [gloo](std::vector<at::Tensor>& v) { gloo->allreduce(v)->wait(); };
+      gather = [gloo](std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) {
+        gloo->allgather(out, in)->wait();
+      };
     }
-    return std::shared_ptr<Communicator>(new C10dCommunicator(o.rank, o.world_size, control, std::move(data)));
+    return std::shared_ptr<Communicator>(
+        new C10dCommunicator(o.rank, o.world_size, control, std::move(data), std::move(gather)));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the group of ", o.world_size,
                                                ": ", e.what()));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/intrusive_ptr.h>
@@ -37,6 +38,8 @@ class Communicator {
 
   // Data plane: sums `t` (on the model's device) over the ranks, in place.
   virtual void AllReduceSum(at::Tensor& t) = 0;
+  // Data plane: every rank's `t` (the same shape everywhere), in rank order.
+  virtual std::vector<at::Tensor> AllGather(const at::Tensor& t) = 0;
   // Control plane: `t` is a CPU tensor; rank 0's contents reach every rank (the same shape everywhere).
   virtual void Broadcast(at::Tensor& t) = 0;
   // Control plane: element-wise minimum over the ranks of a CPU int64 tensor, in place.

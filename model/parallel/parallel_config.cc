@@ -10,6 +10,10 @@ absl::Status ValidateParallelConfig(const ModelConfig& config, const ParallelCon
   if (p.rank < 0 || p.rank >= n) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", p.rank, " is outside [0, --tensor_parallel_size=", n, ")"));
   }
+  if (config.vocab_size % n != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--tensor_parallel_size=", n, " does not divide the vocabulary of ",
+                                                   config.vocab_size, " tokens (lm_head is split by vocabulary)"));
+  }
   bool any_moe = false, any_dense = false;
   for (size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& l = config.layers[i];

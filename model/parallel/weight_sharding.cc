@@ -33,7 +33,7 @@ std::vector<TensorShard> RankTensorShards(const ModelConfig& c, const ParallelCo
     };
     const std::string& n = spec.name;
     if (n == "lm_head.weight") {
-      if (p.rank != 0) continue;
+      slice(0, EvenSlice(c.vocab_size, p));  // vocab parallel
     } else if (absl::StartsWith(n, "model.layers.")) {
       const int layer = std::stoi(n.substr(13));
       const LayerConfig& l = c.layers[layer];

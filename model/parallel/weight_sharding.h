@@ -24,8 +24,8 @@ struct TensorShard {
   int64_t numel() const;
 };
 
-// Every tensor rank `parallel.rank` holds. lm_head lives on rank 0 alone (only rank 0 samples); the
-// embedding, the norms and the routers are replicated.
+// Every tensor rank `parallel.rank` holds. lm_head is vocab parallel (rows V/N per rank); the embedding,
+// the norms and the routers are replicated.
 std::vector<TensorShard> RankTensorShards(const ModelConfig& config, const ParallelConfig& parallel);
 
 // A view of `full`'s slice.
