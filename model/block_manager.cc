@@ -1,12 +1,30 @@
 #include "model/block_manager.h"
 
 #include <algorithm>
+#include <utility>
+
+#include "absl/hash/hash.h"
 
 namespace stepserve {
+namespace {
+
+// absl::Hash is seeded per process: keys cannot be precomputed from outside (and every hit is verified).
+uint64_t ChainHash(uint64_t parent, const int32_t* tokens, int64_t n) {
+  const absl::string_view bytes(reinterpret_cast<const char*>(tokens), static_cast<size_t>(n) * sizeof(int32_t));
+  return absl::Hash<std::pair<uint64_t, absl::string_view>>()({parent, bytes});
+}
+
+}  // namespace
+
+void SetCacheSalt(KvSequence& seq, absl::string_view salt) {
+  // No salt: the default root 0, shared by every unsalted request.
+  seq.hash_root = salt.empty() ? 0 : absl::Hash<std::pair<absl::string_view, int>>()({salt, 0x5a17});
+  seq.block_hashes.clear();
+}
 
 BlockManager::BlockManager(const ModelConfig& config, int block_size, int32_t num_blocks_full,
-                           int32_t num_blocks_sliding)
-    : block_size_(block_size), window_(config.MaxSlidingWindow()) {
+                           int32_t num_blocks_sliding, bool enable_prefix_caching)
+    : block_size_(block_size), window_(config.MaxSlidingWindow()), caching_(enable_prefix_caching) {
   const std::array<int32_t, kNumAttentionKinds> counts = {num_blocks_full, num_blocks_sliding};
   for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
     const int k = Index(kind);
@@ -15,6 +33,17 @@ BlockManager::BlockManager(const ModelConfig& config, int block_size, int32_t nu
     ref_count_[k].assign(n, 0);
     free_[k].reserve(n);
     for (int32_t b = n - 1; b >= 0; --b) free_[k].push_back(b);  // pop_back hands out low ids first
+    if (caching_) {
+      PoolCache& c = cache_[k];
+      c.cached.assign(n, false);
+      c.key.assign(n, 0);
+      c.parent.assign(n, 0);
+      c.tokens.assign(static_cast<size_t>(n) * block_size_, 0);
+      c.lru_pos.resize(n);
+      c.in_lru.assign(n, false);
+    } else {
+      cache_[k].cached.assign(n, false);
+    }
   }
 }
 
@@ -67,9 +96,92 @@ bool BlockManager::AllocateSlots(KvSequence& seq, int64_t num_new) {
   return true;
 }
 
-void BlockManager::CommitStep(KvSequence& seq, int64_t num_new) {
+void BlockManager::CommitStep(KvSequence& seq, int64_t num_new, const int32_t* tokens) {
+  const int64_t old_full = seq.num_tokens / block_size_;
   seq.num_tokens += num_new;
+  if (caching_ && tokens != nullptr) {
+    // Register before the sliding blocks go back: a block no later query of this sequence sees may still
+    // start another's prefix.
+    ComputeBlockHashes(seq, tokens, seq.num_tokens);
+    for (int64_t b = old_full; b < seq.num_tokens / block_size_; ++b) {
+      for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
+        if (HasKind(kind)) Register(kind, seq, b, tokens);
+      }
+    }
+  }
   ReleaseBefore(seq, AttentionKind::kSliding, FirstVisiblePosition(seq.num_tokens, AttentionKind::kSliding));
+}
+
+void BlockManager::ComputeBlockHashes(KvSequence& seq, const int32_t* tokens, int64_t num_tokens) const {
+  const int64_t full = num_tokens / block_size_;
+  for (int64_t b = static_cast<int64_t>(seq.block_hashes.size()); b < full; ++b) {
+    const uint64_t parent = b == 0 ? seq.hash_root : seq.block_hashes[b - 1];
+    seq.block_hashes.push_back(ChainHash(parent, tokens + b * block_size_, block_size_));
+  }
+}
+
+int32_t BlockManager::Lookup(AttentionKind kind, const KvSequence& seq, int64_t b, const int32_t* tokens) const {
+  const PoolCache& c = cache_[Index(kind)];
+  auto it = c.index.find(seq.block_hashes[b]);
+  if (it == c.index.end()) return -1;
+  const int32_t block = it->second;
+  const uint64_t parent = b == 0 ? seq.hash_root : seq.block_hashes[b - 1];
+  if (c.parent[block] != parent ||
+      !std::equal(tokens + b * block_size_, tokens + (b + 1) * block_size_,
+                  c.tokens.begin() + static_cast<int64_t>(block) * block_size_)) {
+    return -1;  // a hash collision: never served
+  }
+  return block;
+}
+
+void BlockManager::Register(AttentionKind kind, const KvSequence& seq, int64_t b, const int32_t* tokens) {
+  const auto& table = seq.block_table[Index(kind)];
+  if (b >= static_cast<int64_t>(table.size()) || table[b] < 0) return;  // a sliding block never stored
+  const int32_t block = table[b];
+  PoolCache& c = cache_[Index(kind)];
+  if (c.cached[block]) return;  // a block this sequence got from the cache
+  const uint64_t key = seq.block_hashes[b];
+  if (!c.index.emplace(key, block).second) return;  // the same prefix is cached in another block already
+  c.cached[block] = true;
+  c.key[block] = key;
+  c.parent[block] = b == 0 ? seq.hash_root : seq.block_hashes[b - 1];
+  std::copy(tokens + b * block_size_, tokens + (b + 1) * block_size_,
+            c.tokens.begin() + static_cast<int64_t>(block) * block_size_);
+}
+
+int64_t BlockManager::MatchPrefix(KvSequence& seq, const int32_t* tokens, int64_t num_tokens, int64_t max_tokens) {
+  if (!caching_ || seq.num_tokens != 0) return 0;
+  ComputeBlockHashes(seq, tokens, num_tokens);
+  const int64_t B = block_size_;
+  int64_t k = std::min<int64_t>(std::min(max_tokens, num_tokens) / B, static_cast<int64_t>(seq.block_hashes.size()));
+  // Full-attention layers: the longest chain of cached blocks.
+  if (HasKind(AttentionKind::kFull)) {
+    int64_t found = 0;
+    while (found < k && Lookup(AttentionKind::kFull, seq, found, tokens) >= 0) ++found;
+    k = found;
+  }
+  // Sliding layers: the longest of those prefixes whose last window (before its first new query) is cached.
+  if (HasKind(AttentionKind::kSliding)) {
+    for (; k > 0; --k) {
+      const int64_t first = FirstVisiblePosition(k * B, AttentionKind::kSliding) / B;
+      bool present = true;
+      for (int64_t b = k - 1; b >= first && present; --b) present = Lookup(AttentionKind::kSliding, seq, b, tokens) >= 0;
+      if (present) break;
+    }
+  }
+  if (k == 0) return 0;
+  for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
+    if (!HasKind(kind)) continue;
+    auto& table = seq.block_table[Index(kind)];
+    table.assign(k, -1);
+    const int64_t first = FirstVisiblePosition(k * B, kind) / B;
+    for (int64_t b = first; b < k; ++b) {
+      table[b] = Lookup(kind, seq, b, tokens);
+      Acquire(kind, table[b]);
+    }
+  }
+  seq.num_tokens = k * B;
+  return seq.num_tokens;
 }
 
 void BlockManager::ReleaseBefore(KvSequence& seq, AttentionKind kind, int64_t keep_from) {
@@ -113,17 +225,48 @@ double BlockManager::UsageRatio() const {
 }
 
 int32_t BlockManager::Allocate(AttentionKind kind) {
-  auto& free = free_[Index(kind)];
-  if (free.empty()) return -1;
-  const int32_t b = free.back();
-  free.pop_back();
-  ref_count_[Index(kind)][b] = 1;
+  const int k = Index(kind);
+  auto& free = free_[k];
+  int32_t b = -1;
+  if (!free.empty()) {
+    b = free.back();
+    free.pop_back();
+  } else if (!lru_[k].empty()) {
+    // Evict the least recently used cached block nobody holds.
+    PoolCache& c = cache_[k];
+    b = lru_[k].front();
+    lru_[k].pop_front();
+    c.in_lru[b] = false;
+    c.index.erase(c.key[b]);
+    c.cached[b] = false;
+  } else {
+    return -1;
+  }
+  ref_count_[k][b] = 1;
   return b;
 }
 
 void BlockManager::Free(AttentionKind kind, int32_t block) {
-  int32_t& ref = ref_count_[Index(kind)][block];
-  if (--ref == 0) free_[Index(kind)].push_back(block);
+  const int k = Index(kind);
+  int32_t& ref = ref_count_[k][block];
+  if (--ref > 0) return;
+  PoolCache& c = cache_[k];
+  if (c.cached[block]) {
+    c.lru_pos[block] = lru_[k].insert(lru_[k].end(), block);  // most recently used: evicted last
+    c.in_lru[block] = true;
+  } else {
+    free_[k].push_back(block);
+  }
+}
+
+void BlockManager::Acquire(AttentionKind kind, int32_t block) {
+  const int k = Index(kind);
+  PoolCache& c = cache_[k];
+  if (c.in_lru[block]) {
+    lru_[k].erase(c.lru_pos[block]);
+    c.in_lru[block] = false;
+  }
+  ++ref_count_[k][block];
 }
 
 }  // namespace stepserve

@@ -143,6 +143,7 @@ absl::Status Executor::Impl::Submit(GenerationRequest request, OutputCallback ca
   }
   auto seq = std::make_unique<Sequence>();
   seq->seed = request.sampling.seed.value_or(seed_base_ + request_counter_ * 0x9e3779b97f4a7c15ull);
+  SetCacheSalt(seq->kv, request.cache_salt);
   ++request_counter_;
   seq->tokens = request.prompt;
   seq->num_prompt = static_cast<int>(request.prompt.size());
@@ -172,6 +173,8 @@ ExecutorStats Executor::Impl::Stats() const {
   s.num_running = static_cast<int>(scheduler_.running().size());
   s.num_waiting = static_cast<int>(scheduler_.waiting().size());
   s.num_preemptions_total = scheduler_.num_preemptions();
+  s.prefix_cache_queries_total = scheduler_.prefix_cache_queries();
+  s.prefix_cache_hits_total = scheduler_.prefix_cache_hits();
   return s;
 }
 
@@ -195,6 +198,7 @@ void Executor::Impl::Finish(Sequence* seq, FinishReason reason, absl::Time now, 
   o.queue_time = seq->first_scheduled ? *seq->first_scheduled - seq->arrival : now - seq->arrival;
   o.time_to_first_token = seq->first_token ? *seq->first_token - seq->arrival : absl::ZeroDuration();
   o.e2e_latency = now - seq->arrival;
+  o.cached_prompt_tokens = static_cast<int>(std::max<int64_t>(0, seq->cached_prompt_tokens));
   out.push_back({seq->callback, std::move(o)});
   ++stats_.requests_finished_total;
   seqs_.erase(seq->request.id);  // destroys seq
@@ -206,6 +210,7 @@ void Executor::Impl::RefreshKvStats() {
   stats_.kv_sliding_blocks_used = b.NumUsedBlocks(AttentionKind::kSliding);
   stats_.kv_blocks_free = b.NumFreeBlocks(AttentionKind::kFull) + b.NumFreeBlocks(AttentionKind::kSliding);
   stats_.kv_usage_ratio = b.UsageRatio();
+  stats_.kv_cached_blocks = b.NumCachedBlocks(AttentionKind::kFull) + b.NumCachedBlocks(AttentionKind::kSliding);
 }
 
 void Executor::Impl::FailAllInFlight(const absl::Status& error, bool count_step_failure) {
@@ -358,7 +363,10 @@ bool Executor::Impl::Step() {
       for (const ScheduledChunk& c : plan.chunks) Finish(c.seq, FinishReason::kError, t1, deliveries, logits.status());
     } else {
       ++stats_.logits_host_copies_total;
-      for (const ScheduledChunk& c : plan.chunks) cache_->blocks().CommitStep(c.seq->kv, c.num_tokens);
+      // With the tokens: the blocks this step filled become cached prefixes (prefix caching).
+      for (const ScheduledChunk& c : plan.chunks) {
+        cache_->blocks().CommitStep(c.seq->kv, c.num_tokens, c.seq->tokens.data());
+      }
       SampleAndDeliver(plan, *logits, t1, deliveries);
     }
     RefreshKvStats();
@@ -534,6 +542,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<Causa
   if (options.max_num_batched_tokens < 1) return absl::InvalidArgumentError("max_num_batched_tokens must be >= 1");
   if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
   ASSIGN_OR_RETURN(KvCacheOptions kv, PlanKvCache(*model, options));
+  kv.enable_prefix_caching = options.enable_prefix_caching;
   std::unique_ptr<Executor> ex(new Executor(std::move(model), options));
   auto cache = std::make_unique<PagedKvCache>(ex->model().kv_config(), kv);
   ex->kv_capacity_tokens_ = cache->CapacityTokens();

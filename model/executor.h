@@ -36,6 +36,9 @@ struct ExecutorOptions {
   int max_logprobs = 20;         // largest logprobs (top-n) accepted
   bool run_warmup = true;        // one forward step before Create() returns
   BatchingMode batching_mode = BatchingMode::kContinuous;  // kStatic: the baseline for benchmarks
+  // Automatic prefix caching: full blocks stay cached (keyed by a hash chain of their tokens and the
+  // request's cache_salt) after their sequence frees them, and are evicted LRU only when a block is needed.
+  bool enable_prefix_caching = true;
   // Test-only fault injection: called on the engine thread before each step's forward pass with the step's
   // index (0-based, counting steps that ran a forward pass); whatever it throws is handled like a failure
   // of the forward pass itself.
@@ -70,6 +73,9 @@ struct ExecutorStats {
   int64_t step_failures_total = 0;      // steps whose forward pass failed (their requests ended with kError)
   int64_t step_oom_failures_total = 0;  // of which device out-of-memory errors
   int64_t logits_host_copies_total = 0; // device-to-host logits copies: exactly one per successful step
+  int64_t prefix_cache_queries_total = 0;  // prompt tokens looked up in the prefix cache (each admission)
+  int64_t prefix_cache_hits_total = 0;     // of which found cached (not computed)
+  int32_t kv_cached_blocks = 0;            // blocks held only by the prefix cache (evictable; counted free)
 };
 
 // Per-step information for metrics (called on the engine thread after each step).

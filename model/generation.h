@@ -37,6 +37,7 @@ struct GenerationRequest {
   StoppingCriteria stopping;
   int logprobs = 0;  // > 0: return the sampled token's log-probability and this many alternatives
   absl::Time deadline = absl::InfiniteFuture();
+  std::string cache_salt;  // prefix caching: blocks are shared only between requests with equal salts
 };
 
 // kError: the engine step that carried the request failed (GenerationOutput::error says why); the server
@@ -62,6 +63,7 @@ struct GenerationOutput {
   absl::Status error;                  // with kError: what failed (UNAVAILABLE: a tensor-parallel rank failed)
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int cached_prompt_tokens = 0;        // prompt tokens the prefix cache served at the first scheduling
   absl::Duration queue_time;           // arrival to first scheduled
   absl::Duration time_to_first_token;  // arrival to first token
   absl::Duration e2e_latency;          // arrival to finish

@@ -77,7 +77,8 @@ KvPools::KvPools(const ModelConfig& config, const KvCacheOptions& options) {
 PagedKvCache::PagedKvCache(const ModelConfig& config, const KvCacheOptions& options)
     : config_(config),
       options_(options),
-      blocks_(config, options.block_size, options.num_blocks_full, options.num_blocks_sliding),
+      blocks_(config, options.block_size, options.num_blocks_full, options.num_blocks_sliding,
+              options.enable_prefix_caching),
       pools_(config, options) {}
 
 int64_t PagedKvCache::CapacityTokens() const {

@@ -22,6 +22,7 @@ struct KvCacheOptions {
   int block_size = 16;
   int32_t num_blocks_full = 0;     // blocks in the full-attention pool
   int32_t num_blocks_sliding = 0;  // blocks in the sliding-window pool
+  bool enable_prefix_caching = false;  // BlockManager keeps freed full blocks cached
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
 };

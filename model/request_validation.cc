@@ -36,6 +36,10 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, const M
     return Invalid("request_id", absl::StrCat("is ", request.id.size(), " bytes, longer than ",
                                               limits.max_request_id_length));
   }
+  if (static_cast<int64_t>(request.cache_salt.size()) > limits.max_cache_salt_length) {
+    return Invalid("cache_salt", absl::StrCat("is ", request.cache_salt.size(), " bytes, longer than ",
+                                              limits.max_cache_salt_length));
+  }
 
   // Prompt.
   if (request.prompt.empty()) return Invalid("prompt_token_ids", "must not be empty");

@@ -18,6 +18,7 @@ struct RequestLimits {
   int max_logprobs = 20;             // largest logprobs accepted (ExecutorOptions::max_logprobs)
   int64_t max_context = 0;           // prompt + max_new_tokens may not exceed this (Executor::max_context())
   int max_request_id_length = 256;   // bytes
+  int max_cache_salt_length = 256;   // bytes
 };
 
 // OK, or INVALID_ARGUMENT naming the first bad field. Checks: a non-empty request_id of at most

@@ -70,8 +70,23 @@ SchedulerOutput Scheduler::Schedule() {
          static_cast<int>(running_.size()) < options_.max_num_seqs &&
          static_cast<int>(out.chunks.size()) < options_.max_num_seqs) {
     Sequence* seq = waiting_.front();
+    // Prefix caching: start from the longest cached prefix (at least one token is left to compute, for
+    // the logits). A preempted sequence may hit its own blocks, generated tokens included.
+    int64_t hit = 0;
+    const int64_t known = static_cast<int64_t>(seq->tokens.size());
+    if (blocks_->prefix_caching() && seq->kv.num_tokens == 0) {
+      hit = blocks_->MatchPrefix(seq->kv, seq->tokens.data(), known, known - 1);
+    }
     const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
-    if (!blocks_->AllocateSlots(seq->kv, n)) break;  // FCFS: nobody overtakes the head of the queue
+    if (!blocks_->AllocateSlots(seq->kv, n)) {
+      if (hit > 0) blocks_->Release(seq->kv);  // the cached blocks stay cached
+      break;  // FCFS: nobody overtakes the head of the queue
+    }
+    if (blocks_->prefix_caching()) {
+      prefix_cache_queries_ += known;
+      prefix_cache_hits_ += hit;
+      if (seq->cached_prompt_tokens < 0) seq->cached_prompt_tokens = std::min<int64_t>(hit, seq->num_prompt);
+    }
     waiting_.pop_front();
     Admit(seq);
     add(seq, n);

@@ -29,6 +29,8 @@ struct SchedulerOptions {
   // forward pass at once, so this baseline wastes no compute on them, unlike padded static batching.)
   BatchingMode mode = BatchingMode::kContinuous;
 };
+// Prefix caching is the block manager's (BlockManager::prefix_caching()): at admission, a sequence with
+// nothing cached takes the longest cached prefix of its tokens and computes from there.
 
 struct ScheduledChunk {
   Sequence* seq = nullptr;
@@ -55,6 +57,9 @@ class Scheduler {
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const std::vector<Sequence*>& running() const { return running_; }
   int64_t num_preemptions() const { return num_preemptions_; }
+  // Prefix cache lookups at admission, in tokens: looked up (the sequence's tokens) and found cached.
+  int64_t prefix_cache_queries() const { return prefix_cache_queries_; }
+  int64_t prefix_cache_hits() const { return prefix_cache_hits_; }
 
  private:
   void Admit(Sequence* seq);  // waiting -> running, stamped with the next admission order
@@ -66,6 +71,7 @@ class Scheduler {
   std::vector<Sequence*> running_;  // admission order
   uint64_t next_admission_ = 0;
   int64_t num_preemptions_ = 0;
+  int64_t prefix_cache_queries_ = 0, prefix_cache_hits_ = 0;
 };
 
 }  // namespace stepserve

@@ -26,6 +26,7 @@ struct Sequence {
   TokenHistory history;
   SequenceState state = SequenceState::kWaiting;
   int num_preemptions = 0;
+  int64_t cached_prompt_tokens = -1;  // prompt tokens the prefix cache served at the first admission
 
   bool cancel_requested = false;
   absl::Time arrival;
