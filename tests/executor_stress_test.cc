@@ -28,8 +28,8 @@ ExecutorOptions StressOptions() {
   return options;
 }
 
-// 8 threads submit 50 requests each, cancelling a third at random; checks every request's one final output
-// and that the pool ends empty, then shuts `ex` down.
+// 8 threads submit 50 requests each (half sharing prefixes), cancelling a third at random; checks every
+// request's one final output, that prefixes were reused and that the pool ends with no block in use.
 void RunStress(Executor& ex) {
   testing::OutputCollector collector;
   constexpr int kThreads = 8, kPerThread = 50;
@@ -42,6 +42,14 @@ void RunStress(Executor& ex) {
         const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
         std::vector<int32_t> prompt(1 + rng() % 24);
         for (int32_t& x : prompt) x = static_cast<int32_t>(rng() % 300);
+        if (rng() % 2 == 0) {
+          // Half the prompts start with one of three shared prefixes (prefix caching on, the default):
+          // cached blocks are shared, evicted and reused while other threads submit and cancel.
+          const int which = static_cast<int>(rng() % 3);
+          std::vector<int32_t> prefix(9 + 4 * which);
+          for (size_t j = 0; j < prefix.size(); ++j) prefix[j] = static_cast<int32_t>((17 * which + 5 * j) % 300);
+          prompt.insert(prompt.begin(), prefix.begin(), prefix.end());
+        }
         auto r = testing::GreedyRequest(id, prompt, 1 + static_cast<int>(rng() % 8));
         if (rng() % 4 == 0) r.sampling.temperature = 0.7f;
         ASSERT_TRUE(ex.Submit(r, collector.Callback()).ok());
@@ -68,6 +76,7 @@ void RunStress(Executor& ex) {
   EXPECT_EQ(s.num_running + s.num_waiting, 0);
   EXPECT_EQ(s.kv_blocks_used, 0);
   EXPECT_EQ(s.requests_finished_total, kThreads * kPerThread);
+  EXPECT_GT(s.prefix_cache_hits_total, 0);
   ex.Shutdown(absl::Seconds(10));
 }
 

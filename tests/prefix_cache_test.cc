@@ -1,6 +1,7 @@
 // Automatic prefix caching: the block manager's hash chains, hits across both pools, LRU eviction of freed
 // blocks only, cache salts; and through the executor, identical continuations with caching on and off.
 #include <algorithm>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
@@ -193,6 +194,109 @@ TEST(PrefixCacheExecutorTest, SecondIdenticalPromptComputesOnlyTheRest) {
   EXPECT_EQ(s.prompt_tokens_total, 2 * 37);
   EXPECT_EQ(s.kv_blocks_used, 0);  // idle: only evictable cached blocks are held
   EXPECT_GT(s.kv_cached_blocks, 0);
+}
+
+// Runs `requests` through a fresh executor on the tiny checkpoint, one after another when `sequential`
+// (so that every later request can hit the earlier ones), else all at once; returns each one's tokens.
+std::map<std::string, std::vector<int32_t>> RunRequests(bool caching, const std::vector<GenerationRequest>& requests,
+                                                        bool sequential, ExecutorOptions options,
+                                                        ExecutorStats* stats = nullptr) {
+  options.enable_prefix_caching = caching;
+  auto ex = Executor::Create(testing::LoadTinyModel(), options);
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  testing::OutputCollector collector;
+  int submitted = 0;
+  for (const GenerationRequest& r : requests) {
+    EXPECT_TRUE((*ex)->Submit(r, collector.Callback()).ok());
+    ++submitted;
+    if (sequential) EXPECT_TRUE(collector.WaitFinished(submitted));
+  }
+  EXPECT_TRUE(collector.WaitFinished(submitted));
+  std::map<std::string, std::vector<int32_t>> out;
+  for (const GenerationRequest& r : requests) {
+    const testing::Collected c = collector.Get(r.id);
+    EXPECT_EQ(c.num_finished, 1) << r.id;
+    out[r.id] = c.tokens;
+  }
+  if (stats != nullptr) *stats = (*ex)->Stats();
+  return out;
+}
+
+// Prompts sharing a prefix that ends inside a block, on a block boundary, shorter and longer than the
+// sliding window (tiny: 8; blocks of 4): greedy and seeded sampling give the same tokens with caching on
+// and off, and the later prompts really hit.
+TEST(PrefixCacheExecutorTest, ContinuationsIdenticalWithCachingOnAndOff) {
+  std::vector<GenerationRequest> requests;
+  std::mt19937 rng(11);
+  for (int prefix_len : {6, 8, 13, 24, 37}) {
+    std::vector<int32_t> prefix(prefix_len);
+    for (int32_t& t : prefix) t = static_cast<int32_t>(rng() % 300);
+    for (int variant = 0; variant < 3; ++variant) {
+      std::vector<int32_t> prompt = prefix;
+      for (int i = 0; i < variant * 2; ++i) prompt.push_back(static_cast<int32_t>(rng() % 300));  // variant 0: the prefix alone
+      GenerationRequest r = testing::GreedyRequest("p" + std::to_string(prefix_len) + "-" + std::to_string(variant),
+                                                   prompt, 10);
+      if (variant == 2) {  // seeded sampling
+        r.sampling.temperature = 0.9f;
+        r.sampling.top_p = 0.95f;
+        r.sampling.seed = 1234 + prefix_len;
+      }
+      requests.push_back(r);
+    }
+  }
+  ExecutorOptions options;
+  options.block_size = 4;
+  options.max_num_batched_tokens = 16;  // chunked prefills: hits at chunk ends and inside chunks
+  ExecutorStats on_stats;
+  const auto off = RunRequests(false, requests, true, options);
+  const auto on = RunRequests(true, requests, true, options, &on_stats);
+  for (const GenerationRequest& r : requests) EXPECT_EQ(on.at(r.id), off.at(r.id)) << r.id;
+  EXPECT_GT(on_stats.prefix_cache_hits_total, 0);
+  // All at once too (hits then depend on which prompt's blocks committed first).
+  const auto concurrent = RunRequests(true, requests, false, options);
+  for (const GenerationRequest& r : requests) EXPECT_EQ(concurrent.at(r.id), off.at(r.id)) << r.id;
+}
+
+// A pool too small for all the requests at once: sequences sharing cached blocks are preempted and resume
+// (hitting their own and each other's blocks); every continuation equals the caching-off run.
+TEST(PrefixCacheExecutorTest, PreemptionWithSharedBlocks) {
+  std::vector<GenerationRequest> requests;
+  std::vector<int32_t> system(20);
+  std::iota(system.begin(), system.end(), 40);
+  for (int i = 0; i < 12; ++i) {
+    std::vector<int32_t> prompt = system;
+    for (int j = 0; j <= i % 5; ++j) prompt.push_back(100 + 7 * i + j);
+    requests.push_back(testing::GreedyRequest("r" + std::to_string(i), prompt, 24));
+  }
+  ExecutorOptions options;
+  options.block_size = 4;
+  options.max_num_seqs = 8;
+  options.max_num_batched_tokens = 32;
+  options.kv_cache_bytes = 160 << 10;
+  ExecutorStats on_stats, off_stats;
+  const auto off = RunRequests(false, requests, false, options, &off_stats);
+  const auto on = RunRequests(true, requests, false, options, &on_stats);
+  EXPECT_GT(on_stats.num_preemptions_total, 0);
+  EXPECT_GT(on_stats.prefix_cache_hits_total, 0);
+  for (const GenerationRequest& r : requests) EXPECT_EQ(on.at(r.id), off.at(r.id)) << r.id;
+  EXPECT_EQ(on_stats.kv_blocks_used, 0);
+}
+
+// Requests with different salts compute their own prefix; with the same salt they share it.
+TEST(PrefixCacheExecutorTest, CacheSaltIsolatesTenants) {
+  std::vector<int32_t> prompt(30);
+  std::iota(prompt.begin(), prompt.end(), 3);
+  std::vector<GenerationRequest> requests;
+  for (const char* salt : {"a", "b", "a"}) {
+    GenerationRequest r = testing::GreedyRequest(std::string("salt-") + salt + std::to_string(requests.size()), prompt, 3);
+    r.cache_salt = salt;
+    requests.push_back(r);
+  }
+  ExecutorOptions options;
+  options.block_size = 4;
+  ExecutorStats stats;
+  RunRequests(true, requests, true, options, &stats);
+  EXPECT_EQ(stats.prefix_cache_hits_total, 28);  // the third request only: 29 tokens -> 7 blocks
 }
 
 }  // namespace

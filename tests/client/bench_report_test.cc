@@ -89,7 +89,7 @@ TEST(BenchReportTest, EmptyRunIsAllZeros) {
 
 TEST(BenchReportTest, JsonHasTheDocumentedKeys) {
   BenchReport r = BuildReport(Sample(), 2.0, Slo{200, 0});
-  r.server = ServerCounters{2, 3, 10, 4, {{"RESOURCE_EXHAUSTED", 2}}};
+  r.server = ServerCounters{2, 3, 10, 4, {{"RESOURCE_EXHAUSTED", 2}}, {}, {}};
   const nlohmann::json j = ReportToJson(r);
   for (const char* key : {"completed", "failed", "duration_s", "request_throughput", "output_token_throughput",
                           "total_token_throughput", "goodput"}) {
@@ -112,6 +112,116 @@ TEST(BenchReportTest, JsonHasTheDocumentedKeys) {
                            "Generation tokens:"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
+}
+
+RequestResult Turn(int64_t turn, int64_t prompt, int64_t cached, double ttft) {
+  RequestResult r = Ok(prompt, 2, 2, ttft, ttft + 0.1, {0.1});
+  r.turn = turn;
+  r.cached_prompt_tokens = cached;
+  return r;
+}
+
+TEST(BenchReportTest, CachedPromptTokensAndPrefixCacheHitRate) {
+  std::vector<RequestResult> results = {Turn(1, 40, 0, 0.2), Turn(1, 40, 32, 0.1), Turn(1, 40, 32, 0.1),
+                                        Failed("INVALID_ARGUMENT")};
+  results[3].cached_prompt_tokens = 99;  // a failed request's usage is not counted
+  BenchReport r = BuildReport(results, 1.0, Slo{});
+  EXPECT_EQ(r.total_cached_prompt_tokens, 64);
+  EXPECT_DOUBLE_EQ(r.mean_cached_prompt_tokens, 64.0 / 3);
+  EXPECT_TRUE(r.per_turn.empty()) << "single-turn runs have no per-turn section";
+
+  // Without --metrics_url: the hit rate is unknown.
+  std::string text = FormatReport(r);
+  EXPECT_NE(text.find("Prefix Cache"), std::string::npos) << text;
+  EXPECT_NE(text.find("Cached prompt tokens:                     64 (53.33% of input)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Mean cached prompt tokens per request:    21.33"), std::string::npos) << text;
+  EXPECT_NE(text.find("n/a (no --metrics_url)"), std::string::npos) << text;
+  nlohmann::json j = ReportToJson(r);
+  EXPECT_EQ(j["total_cached_prompt_tokens"], 64);
+  EXPECT_DOUBLE_EQ(j["mean_cached_prompt_tokens"].get<double>(), 64.0 / 3);
+  EXPECT_TRUE(j["prefix_cache_hit_rate"].is_null());
+  EXPECT_FALSE(j.contains("per_turn"));
+
+  // A server without the prefix-cache counters (before they existed): n/a, null in JSON.
+  r.server = ServerCounters{3, 1, 120, 6, {}, {}, {}};
+  text = FormatReport(r);
+  EXPECT_NE(text.find("n/a (no stepserve_prefix_cache_* counters on /metrics)"), std::string::npos) << text;
+  j = ReportToJson(r);
+  EXPECT_TRUE(j["prefix_cache_hit_rate"].is_null());
+  EXPECT_TRUE(j["server"]["prefix_cache_queries"].is_null());
+  EXPECT_TRUE(j["server"]["prefix_cache_hits"].is_null());
+
+  // With the counters: hits / queries of the deltas.
+  r.server->prefix_cache_queries = 120;
+  r.server->prefix_cache_hits = 64;
+  ASSERT_TRUE(PrefixCacheHitRate(*r.server).has_value());
+  EXPECT_DOUBLE_EQ(*PrefixCacheHitRate(*r.server), 64.0 / 120);
+  text = FormatReport(r);
+  EXPECT_NE(text.find("Prefix cache hit rate (server):           53.33% (64 of 120 tokens)"), std::string::npos)
+      << text;
+  j = ReportToJson(r);
+  EXPECT_DOUBLE_EQ(j["prefix_cache_hit_rate"].get<double>(), 64.0 / 120);
+  EXPECT_EQ(j["server"]["prefix_cache_queries"], 120);
+  EXPECT_EQ(j["server"]["prefix_cache_hits"], 64);
+
+  // Counters present but nothing queried: no rate.
+  r.server->prefix_cache_queries = 0;
+  r.server->prefix_cache_hits = 0;
+  EXPECT_FALSE(PrefixCacheHitRate(*r.server).has_value());
+  EXPECT_NE(FormatReport(r).find("n/a (no prefix cache queries)"), std::string::npos);
+  EXPECT_TRUE(ReportToJson(r)["prefix_cache_hit_rate"].is_null());
+}
+
+TEST(BenchReportTest, PrefixCacheSectionOnlyWhenRelevant) {
+  BenchReport r = BuildReport(Sample(), 2.0, Slo{});
+  EXPECT_EQ(FormatReport(r).find("Prefix Cache"), std::string::npos) << "nothing cached, no prefix workload";
+  r.prefix_cache_section = true;  // a prefix workload: shown even when nothing was cached
+  const std::string text = FormatReport(r);
+  EXPECT_NE(text.find("Cached prompt tokens:                     0 (0.00% of input)"), std::string::npos) << text;
+  r.prefix_cache_section = false;
+  r.server = ServerCounters{};
+  r.server->prefix_cache_queries = 10;
+  r.server->prefix_cache_hits = 0;
+  EXPECT_NE(FormatReport(r).find("0.00% (0 of 10 tokens)"), std::string::npos) << "the server counts caching";
+}
+
+TEST(BenchReportTest, PerTurnStatistics) {
+  std::vector<RequestResult> results = {Turn(1, 10, 0, 0.3), Turn(2, 26, 16, 0.1), Turn(3, 42, 32, 0.05),
+                                        Turn(1, 10, 0, 0.5), Turn(2, 26, 0, 0.2)};
+  RequestResult skipped;
+  skipped.code = kSkippedCode;
+  skipped.turn = 3;
+  results.push_back(skipped);
+  const BenchReport r = BuildReport(results, 1.0, Slo{});
+  EXPECT_EQ(r.completed, 5);
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_EQ(r.failures_by_code.at("SKIPPED"), 1);
+  ASSERT_EQ(r.per_turn.size(), 3u);
+  EXPECT_EQ(r.per_turn[0].turn, 1);
+  EXPECT_EQ(r.per_turn[0].completed, 2);
+  EXPECT_DOUBLE_EQ(r.per_turn[0].ttft_ms.mean, 400);
+  EXPECT_DOUBLE_EQ(r.per_turn[0].mean_prompt_tokens, 10);
+  EXPECT_DOUBLE_EQ(r.per_turn[0].mean_cached_prompt_tokens, 0);
+  EXPECT_EQ(r.per_turn[1].completed, 2);
+  EXPECT_DOUBLE_EQ(r.per_turn[1].ttft_ms.p50, 150);
+  EXPECT_DOUBLE_EQ(r.per_turn[1].mean_cached_prompt_tokens, 8);
+  EXPECT_EQ(r.per_turn[2].completed, 1);
+  EXPECT_DOUBLE_EQ(r.per_turn[2].mean_prompt_tokens, 42);
+  // Overall TTFT covers every turn.
+  EXPECT_EQ(r.ttft_ms.count, 5);
+  const std::string text = FormatReport(r);
+  EXPECT_NE(text.find("Multi-turn Conversations"), std::string::npos) << text;
+  EXPECT_NE(text.find("Turn 2 mean/median TTFT (ms):             150.00 / 150.00 (2 req, prompt 26.0, cached 8.0 tok)"),
+            std::string::npos)
+      << text;
+  const nlohmann::json j = ReportToJson(r);
+  ASSERT_TRUE(j["per_turn"].is_array());
+  ASSERT_EQ(j["per_turn"].size(), 3u);
+  EXPECT_EQ(j["per_turn"][2]["turn"], 3);
+  EXPECT_EQ(j["per_turn"][2]["completed"], 1);
+  EXPECT_DOUBLE_EQ(j["per_turn"][2]["ttft_ms"]["mean"].get<double>(), 50);
+  EXPECT_DOUBLE_EQ(j["per_turn"][1]["mean_cached_prompt_tokens"].get<double>(), 8);
+  EXPECT_DOUBLE_EQ(j["per_turn"][0]["mean_prompt_tokens"].get<double>(), 10);
 }
 
 }  // namespace

@@ -54,6 +54,42 @@ TEST(MetricsScrapeTest, ParsesTheExpositionFormat) {
   EXPECT_EQ(d.failures_by_code.count("INVALID_ARGUMENT"), 0u);
 }
 
+TEST(MetricsScrapeTest, PrefixCacheCountersWhenPresent) {
+  std::vector<Sample> samples;
+  std::string err;
+  // Absent (a server from before prefix caching): nullopt, not 0.
+  ASSERT_TRUE(ParsePrometheusText(kExposition, &samples, &err)) << err;
+  ServerCounters old = CountersFromSamples(samples);
+  EXPECT_FALSE(old.prefix_cache_queries.has_value());
+  EXPECT_FALSE(old.prefix_cache_hits.has_value());
+  EXPECT_FALSE(HasMetric(samples, "stepserve_prefix_cache_hits_total"));
+  EXPECT_TRUE(HasMetric(samples, "stepserve_prompt_tokens_total"));
+
+  ASSERT_TRUE(ParsePrometheusText(std::string(kExposition) +
+                                      "# TYPE stepserve_prefix_cache_queries_total counter\n"
+                                      "stepserve_prefix_cache_queries_total 400\n"
+                                      "stepserve_prefix_cache_hits_total 0\n",
+                                  &samples, &err))
+      << err;
+  const ServerCounters before = CountersFromSamples(samples);
+  ASSERT_TRUE(before.prefix_cache_queries.has_value());
+  ASSERT_TRUE(before.prefix_cache_hits.has_value());
+  EXPECT_DOUBLE_EQ(*before.prefix_cache_queries, 400);
+  EXPECT_DOUBLE_EQ(*before.prefix_cache_hits, 0) << "present at 0 is not absent";
+  ServerCounters after = before;
+  after.prefix_cache_queries = 1000;
+  after.prefix_cache_hits = 240;
+  const ServerCounters d = Delta(after, before);
+  ASSERT_TRUE(d.prefix_cache_queries.has_value());
+  EXPECT_DOUBLE_EQ(*d.prefix_cache_queries, 600);
+  EXPECT_DOUBLE_EQ(*d.prefix_cache_hits, 240);
+  EXPECT_DOUBLE_EQ(*PrefixCacheHitRate(d), 0.4);
+  // Missing from either scrape (a server restarted into an older build, say): missing from the delta.
+  EXPECT_FALSE(Delta(after, old).prefix_cache_queries.has_value());
+  EXPECT_FALSE(Delta(old, before).prefix_cache_hits.has_value());
+  EXPECT_FALSE(PrefixCacheHitRate(Delta(after, old)).has_value());
+}
+
 TEST(MetricsScrapeTest, RejectsMalformedLines) {
   std::vector<Sample> samples;
   std::string err;

@@ -50,6 +50,31 @@ TEST(StepbenchUsageTest, BadUsageExitsWithTwo) {
   }
 }
 
+// Prefix-caching workloads: bad combinations are refused before anything is sent, naming the flag.
+TEST(StepbenchUsageTest, BadPrefixWorkloadFlagsExitWithTwo) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--num_prefixes=4"}, "--num_prefixes needs --shared_prefix_len"},
+      {{"--shared_prefix_len=0", "--num_prefixes=2"}, "--num_prefixes needs --shared_prefix_len"},
+      {{"--shared_prefix_len=-1"}, "--shared_prefix_len must be >= 0"},
+      {{"--shared_prefix_len=8", "--num_prefixes=0"}, "--num_prefixes must be >= 1"},
+      {{"--shared_prefix_len=8", "--num_prefixes=-3"}, "--num_prefixes must be >= 1"},
+      {{"--turns=0"}, "--turns must be >= 1"},
+      {{"--turns=-2"}, "--turns must be >= 1"},
+      {{"--turns=two"}, "--turns"},
+      {{"--dataset=x.jsonl", "--turns=2"}, "not with --dataset"},
+      {{"--dataset=x.jsonl", "--shared_prefix_len=4"}, "not with --dataset"},
+      {{"--cache_salt=" + std::string(257, 'x')}, "--cache_salt is 257 bytes; at most 256"},
+  };
+  for (const auto& [args, needle] : cases) {
+    // An unreachable target: usage errors come before any connection.
+    std::vector<std::string> argv = args;
+    argv.push_back("--target=127.0.0.1:1");
+    const CommandResult r = Stepbench(argv);
+    EXPECT_EQ(r.exit_code, 2) << args[0] << " " << Describe(r);
+    EXPECT_NE(r.err.find(needle), std::string::npos) << args[0] << " " << Describe(r);
+  }
+}
+
 TEST(StepbenchUsageTest, UnreachableServerExitsWithOne) {
   const CommandResult r =
       Stepbench({"--target=127.0.0.1:" + std::to_string(PickFreePort()), "--num_requests=2", "--timeout_s=5"});
@@ -191,6 +216,107 @@ TEST_F(StepbenchLiveTest, DatasetRequestsAndServerRejectionsAreCounted) {
   EXPECT_EQ(j["server"]["request_success"], 4);
   EXPECT_EQ(j["server"]["generation_tokens"], 12);
   EXPECT_NE(last_.out.find("INVALID_ARGUMENT:"), std::string::npos) << last_.out;
+}
+
+// Whether the server has prefix caching on (ModelInfo.prefix_caching); false for a server from before it.
+bool ServerCachesPrefixes(const std::string& target) {
+  const CommandResult info = RunCommand({STEPCTL_BIN, "info", "--json", "--target=" + target}, 60);
+  EXPECT_EQ(info.exit_code, 0) << Describe(info);
+  const auto j = nlohmann::json::parse(info.out, nullptr, false);
+  return !j.is_discarded() && j.value("prefix_caching", false);
+}
+
+TEST_F(StepbenchLiveTest, SharedPrefixWorkloadReportsCachedTokensAndHitRate) {
+  const auto before = Scrape();
+  // One request at a time, so each prefix's first request has computed it before the next one arrives.
+  const auto j = RunBench({"--shared_prefix_len=32", "--num_prefixes=2", "--prompt_len=8", "--output_len=4",
+                           "--num_requests=8", "--concurrency=1", "--seed=21", "--cache_salt=stepbench-shared-prefix"});
+  const auto after = Scrape();
+  EXPECT_EQ(j["completed"], 8);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["total_input_tokens"], 8 * (32 + 8)) << "prompt = shared prefix + own suffix";
+  EXPECT_EQ(j["total_output_tokens"], 8 * 4);
+  ExpectAgreesWithMetrics(j, before, after);
+  ASSERT_TRUE(j.contains("total_cached_prompt_tokens")) << j.dump(2);
+  ASSERT_TRUE(j.contains("mean_cached_prompt_tokens")) << j.dump(2);
+  ASSERT_TRUE(j.contains("prefix_cache_hit_rate")) << j.dump(2);
+  ASSERT_TRUE(j["server"].contains("prefix_cache_queries")) << j.dump(2);
+  EXPECT_FALSE(j.contains("per_turn")) << "single turn";
+  EXPECT_NE(last_.out.find("workload: 2 shared prefixes of 32 tokens before each prompt"), std::string::npos)
+      << last_.out;
+  EXPECT_NE(last_.out.find("server prefix caching: "), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find("Prefix Cache"), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find("Prefix cache hit rate (server):"), std::string::npos) << last_.out;
+
+  if (!after.prefix_cache_queries) {
+    // A server without the counters: the report says so instead of printing a made-up rate.
+    EXPECT_TRUE(j["prefix_cache_hit_rate"].is_null());
+    EXPECT_TRUE(j["server"]["prefix_cache_queries"].is_null());
+    EXPECT_NE(last_.out.find("n/a (no stepserve_prefix_cache_* counters on /metrics)"), std::string::npos)
+        << last_.out;
+  }
+  if (!ServerCachesPrefixes(server_->target())) {
+    EXPECT_EQ(j["total_cached_prompt_tokens"], 0) << "nothing is cached without prefix caching";
+    GTEST_SKIP() << "the server has prefix caching off (or predates it): hit-rate checks skipped";
+  }
+  // Prefix caching: the 6 requests after each prefix's first find at least its 32 tokens (2 full blocks
+  // of 16) cached.
+  EXPECT_GE(j["total_cached_prompt_tokens"].get<int64_t>(), 6 * 32) << j.dump(2);
+  EXPECT_GE(j["mean_cached_prompt_tokens"].get<double>(), 6.0 * 32 / 8) << j.dump(2);
+  ASSERT_TRUE(j["prefix_cache_hit_rate"].is_number()) << "the server exports the prefix cache counters\n"
+                                                        << j.dump(2);
+  EXPECT_GE(j["prefix_cache_hit_rate"].get<double>(), 6.0 * 32 / (8 * 40)) << j.dump(2);
+  EXPECT_LE(j["prefix_cache_hit_rate"].get<double>(), 1.0);
+  // The server's hit counter and the responses' Usage.cached_prompt_tokens count the same tokens.
+  EXPECT_EQ(j["server"]["prefix_cache_hits"].get<double>(), j["total_cached_prompt_tokens"].get<double>())
+      << j.dump(2);
+  EXPECT_LE(j["server"]["prefix_cache_queries"].get<double>(), j["total_input_tokens"].get<double>()) << j.dump(2);
+}
+
+TEST_F(StepbenchLiveTest, MultiTurnConversationsExtendTheirPrompts) {
+  const auto before = Scrape();
+  const auto j = RunBench({"--turns=3", "--num_requests=3", "--concurrency=2", "--prompt_len=16", "--output_len=4",
+                           "--seed=22", "--cache_salt=stepbench-multi-turn"});
+  const auto after = Scrape();
+  EXPECT_EQ(j["completed"], 9) << "3 conversations x 3 turns";
+  EXPECT_EQ(j["failed"], 0);
+  // Turn prompts: 16, 16 + 4 + 16 = 36, 36 + 4 + 16 = 56.
+  EXPECT_EQ(j["total_input_tokens"], 3 * (16 + 36 + 56));
+  EXPECT_EQ(j["total_output_tokens"], 9 * 4);
+  ExpectAgreesWithMetrics(j, before, after);
+  EXPECT_EQ(after.request_success - before.request_success, 9);
+  ASSERT_TRUE(j.contains("per_turn")) << j.dump(2);
+  ASSERT_EQ(j["per_turn"].size(), 3u) << j.dump(2);
+  const double expected_prompt[] = {16, 36, 56};
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_EQ(j["per_turn"][t]["turn"], t + 1);
+    EXPECT_EQ(j["per_turn"][t]["completed"], 3);
+    EXPECT_EQ(j["per_turn"][t]["mean_prompt_tokens"].get<double>(), expected_prompt[t]) << j.dump(2);
+    EXPECT_GT(j["per_turn"][t]["ttft_ms"]["mean"].get<double>(), 0);
+  }
+  EXPECT_EQ(j["ttft_ms"]["count"], 9) << "the overall TTFT covers every turn";
+  EXPECT_NE(last_.out.find("3 conversations x 3 turns = 9 requests"), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find("Multi-turn Conversations"), std::string::npos) << last_.out;
+  EXPECT_NE(last_.out.find("Turn 3 mean/median TTFT (ms):"), std::string::npos) << last_.out;
+
+  if (!ServerCachesPrefixes(server_->target())) {
+    GTEST_SKIP() << "the server has prefix caching off (or predates it): cached-token checks skipped";
+  }
+  // Turn 2 finds turn 1's prompt (one full block of 16) cached, turn 3 at least turn 2's first 32 tokens.
+  EXPECT_GE(j["per_turn"][1]["mean_cached_prompt_tokens"].get<double>(), 16) << j.dump(2);
+  EXPECT_GE(j["per_turn"][2]["mean_cached_prompt_tokens"].get<double>(), 32) << j.dump(2);
+}
+
+TEST_F(StepbenchLiveTest, PrefixWorkloadLongerThanTheContextIsRefused) {
+  CommandResult r = Stepbench({"--target=" + server_->target(), "--shared_prefix_len=5000", "--num_requests=1"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("--shared_prefix_len + --prompt_len max + --output_len max"), std::string::npos)
+      << Describe(r);
+  EXPECT_NE(r.err.find("max_context"), std::string::npos) << Describe(r);
+  r = Stepbench({"--target=" + server_->target(), "--turns=200", "--prompt_len=16", "--output_len=16",
+                 "--num_requests=1"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_NE(r.err.find("--turns x (--prompt_len max + --output_len max) = 6400"), std::string::npos) << Describe(r);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -51,6 +53,7 @@ TEST(StepctlUsageTest, BadUsageExitsWithTwo) {
       {"generate"},                            // no tokens
       {"generate", "--tokens=1,x"},            // bad token
       {"generate", "--tokens=1", "--max_new_tokens=0"},
+      {"generate", "--tokens=1", "--cache_salt=" + std::string(257, 's')},
       {"health", "--tls_cert=/tmp/c.pem"},     // cert without key
       {"health", "--tls_ca=/nonexistent/ca.pem"},
   };
@@ -135,7 +138,7 @@ TEST_F(StepctlLiveTest, InfoDescribesTheModel) {
   CommandResult r = Run({"info"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   for (const char* field : {"model:", "dtype:", "device:", "vocab_size:", "max_context:", "num_layers:",
-                            "eos_token_ids:", "kv_capacity_tokens:", "max_num_seqs:"}) {
+                            "eos_token_ids:", "kv_capacity_tokens:", "max_num_seqs:", "prefix_caching:"}) {
     EXPECT_NE(r.out.find(field), std::string::npos) << field << "\n" << r.out;
   }
   r = Run({"info", "--json"});
@@ -145,6 +148,8 @@ TEST_F(StepctlLiveTest, InfoDescribesTheModel) {
   EXPECT_GT(j.value("vocab_size", 0), 0);
   EXPECT_GT(j.value("max_context", 0), 0);
   EXPECT_NE(j.value("model", ""), "");
+  ASSERT_TRUE(j.contains("prefix_caching")) << r.out;
+  EXPECT_TRUE(j["prefix_caching"].is_boolean()) << r.out;
 }
 
 TEST_F(StepctlLiveTest, GenerateGreedyStreamedOrNotGivesTheSameTokens) {
@@ -153,7 +158,8 @@ TEST_F(StepctlLiveTest, GenerateGreedyStreamedOrNotGivesTheSameTokens) {
   const std::vector<int> tokens = TokensLine(plain.out);
   EXPECT_EQ(tokens.size(), 6u) << plain.out;
   EXPECT_NE(plain.out.find("finish_reason=LENGTH"), std::string::npos) << plain.out;
-  EXPECT_NE(plain.out.find("prompt_tokens=3 completion_tokens=6"), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("prompt_tokens=3 completion_tokens=6 cached_prompt_tokens="), std::string::npos)
+      << plain.out;
 
   CommandResult streamed = Run({"generate", "--tokens=1,2,3", "--max_new_tokens=6", "--ignore_eos", "--stream"});
   ASSERT_EQ(streamed.exit_code, 0) << Describe(streamed);
@@ -178,6 +184,40 @@ TEST_F(StepctlLiveTest, GenerateWithLogprobsAndSampling) {
   ASSERT_EQ(b.exit_code, 0) << Describe(b);
   EXPECT_EQ(TokensLine(a.out).size(), 5u);
   EXPECT_EQ(TokensLine(a.out), TokensLine(b.out)) << "a seed makes sampling reproducible";
+}
+
+// The cached_prompt_tokens=N of generate's summary line; -1 when absent.
+int CachedPromptTokens(const std::string& out) {
+  const auto pos = out.find(" cached_prompt_tokens=");
+  if (pos == std::string::npos) return -1;
+  return std::atoi(out.c_str() + pos + 22);
+}
+
+TEST_F(StepctlLiveTest, GenerateWithCacheSaltReportsCachedPromptTokens) {
+  std::string prompt;  // 40 tokens: 2 full blocks of 16 and a partial one
+  for (int i = 0; i < 40; ++i) prompt += (i ? "," : "") + std::to_string(3 + (i * 7) % 200);
+  const std::vector<std::string> args = {"generate", "--tokens=" + prompt, "--max_new_tokens=2",
+                                         "--cache_salt=stepctl-test"};
+  const CommandResult first = Run(args);
+  ASSERT_EQ(first.exit_code, 0) << Describe(first);
+  const CommandResult second = Run(args);
+  ASSERT_EQ(second.exit_code, 0) << Describe(second);
+  std::vector<std::string> other_args = args;
+  other_args.back() = "--cache_salt=stepctl-other";
+  const CommandResult other = Run(other_args);
+  ASSERT_EQ(other.exit_code, 0) << Describe(other);
+  for (const auto* r : {&first, &second, &other}) EXPECT_GE(CachedPromptTokens(r->out), 0) << r->out;
+
+  const CommandResult info = Run({"info", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << Describe(info);
+  if (!nlohmann::json::parse(info.out).value("prefix_caching", false)) {
+    EXPECT_EQ(CachedPromptTokens(second.out), 0) << second.out;
+    GTEST_SKIP() << "the server has prefix caching off (or predates it): cache checks skipped";
+  }
+  // The same prompt and salt again: its full blocks come from the cache; another salt shares nothing.
+  EXPECT_GE(CachedPromptTokens(second.out), 32) << second.out;
+  EXPECT_LT(CachedPromptTokens(second.out), 40) << "a partial block is not cached";
+  EXPECT_EQ(CachedPromptTokens(other.out), 0) << other.out;
 }
 
 TEST_F(StepctlLiveTest, GenerateRejectedByTheServerExitsWithOne) {
