@@ -28,12 +28,20 @@ Summary Summarize(const std::vector<double>& values) {
   return s;
 }
 
+std::optional<double> PrefixCacheHitRate(const ServerCounters& c) {
+  if (!c.prefix_cache_queries || !c.prefix_cache_hits || !(*c.prefix_cache_queries > 0)) return std::nullopt;
+  return *c.prefix_cache_hits / *c.prefix_cache_queries;
+}
+
 BenchReport BuildReport(const std::vector<RequestResult>& results, double duration_s, const Slo& slo) {
   BenchReport r;
   r.duration_s = duration_s;
   r.slo = slo;
   std::vector<double> ttft, tpot, itl, e2e;
+  std::map<int64_t, std::vector<const RequestResult*>> by_turn;
+  bool multi_turn = false;
   for (const auto& res : results) {
+    multi_turn = multi_turn || res.turn > 1;
     if (!res.ok) {
       ++r.failed;
       ++r.failures_by_code[res.code];
@@ -44,6 +52,8 @@ BenchReport BuildReport(const std::vector<RequestResult>& results, double durati
     if (res.output_tokens != res.expected_tokens) ++r.length_mismatches;
     r.total_input_tokens += res.prompt_tokens;
     r.total_output_tokens += res.output_tokens;
+    r.total_cached_prompt_tokens += res.cached_prompt_tokens;
+    by_turn[res.turn].push_back(&res);
     const double ttft_ms = res.ttft_s * 1e3;
     ttft.push_back(ttft_ms);
     e2e.push_back(res.e2e_s * 1e3);
@@ -61,6 +71,31 @@ BenchReport BuildReport(const std::vector<RequestResult>& results, double durati
     r.output_token_throughput = static_cast<double>(r.total_output_tokens) / duration_s;
     r.total_token_throughput = static_cast<double>(r.total_input_tokens + r.total_output_tokens) / duration_s;
     r.goodput = static_cast<double>(r.good_requests) / duration_s;
+  }
+  if (r.completed > 0) {
+    r.mean_cached_prompt_tokens = static_cast<double>(r.total_cached_prompt_tokens) / static_cast<double>(r.completed);
+  }
+  if (multi_turn) {
+    int64_t max_turn = 1;
+    for (const auto& res : results) max_turn = std::max(max_turn, res.turn);
+    for (int64_t t = 1; t <= max_turn; ++t) {
+      TurnStats ts;
+      ts.turn = t;
+      std::vector<double> turn_ttft;
+      double prompt = 0, cached = 0;
+      for (const RequestResult* res : by_turn[t]) {
+        turn_ttft.push_back(res->ttft_s * 1e3);
+        prompt += static_cast<double>(res->prompt_tokens);
+        cached += static_cast<double>(res->cached_prompt_tokens);
+      }
+      ts.completed = static_cast<int64_t>(turn_ttft.size());
+      ts.ttft_ms = Summarize(turn_ttft);
+      if (ts.completed > 0) {
+        ts.mean_prompt_tokens = prompt / static_cast<double>(ts.completed);
+        ts.mean_cached_prompt_tokens = cached / static_cast<double>(ts.completed);
+      }
+      r.per_turn.push_back(ts);
+    }
   }
   r.ttft_ms = Summarize(ttft);
   r.tpot_ms = Summarize(tpot);
@@ -126,6 +161,38 @@ std::string FormatReport(const BenchReport& r) {
   Stats(&out, "Time per Output Token (excl. 1st token)", "TPOT", r.tpot_ms);
   Stats(&out, "Inter-token Latency", "ITL", r.itl_ms);
   Stats(&out, "End-to-end Latency", "E2EL", r.e2e_ms);
+  if (!r.per_turn.empty()) {
+    Heading(&out, "Multi-turn Conversations", '-');
+    for (const TurnStats& t : r.per_turn) {
+      Line(&out, "Turn " + std::to_string(t.turn) + " mean/median TTFT (ms):",
+           Num(t.ttft_ms.mean) + " / " + Num(t.ttft_ms.p50) + " (" + std::to_string(t.completed) + " req, prompt " +
+               Num(t.mean_prompt_tokens, 1) + ", cached " + Num(t.mean_cached_prompt_tokens, 1) + " tok)");
+    }
+  }
+  const bool server_prefix = r.server && r.server->prefix_cache_queries && r.server->prefix_cache_hits;
+  if (r.prefix_cache_section || r.total_cached_prompt_tokens > 0 || server_prefix) {
+    Heading(&out, "Prefix Cache", '-');
+    std::string share;
+    if (r.total_input_tokens > 0) {
+      share = " (" +
+              Num(100.0 * static_cast<double>(r.total_cached_prompt_tokens) / static_cast<double>(r.total_input_tokens)) +
+              "% of input)";
+    }
+    Line(&out, "Cached prompt tokens:", std::to_string(r.total_cached_prompt_tokens) + share);
+    Line(&out, "Mean cached prompt tokens per request:", Num(r.mean_cached_prompt_tokens));
+    std::string rate;
+    if (!r.server) {
+      rate = "n/a (no --metrics_url)";
+    } else if (!server_prefix) {
+      rate = "n/a (no stepserve_prefix_cache_* counters on /metrics)";
+    } else if (auto hit = PrefixCacheHitRate(*r.server)) {
+      rate = Num(100.0 * *hit) + "% (" + Int(*r.server->prefix_cache_hits) + " of " +
+             Int(*r.server->prefix_cache_queries) + " tokens)";
+    } else {
+      rate = "n/a (no prefix cache queries)";
+    }
+    Line(&out, "Prefix cache hit rate (server):", rate);
+  }
   if (r.server) {
     const ServerCounters& s = *r.server;
     Heading(&out, "Server /metrics (delta)", '-');
@@ -165,12 +232,30 @@ nlohmann::json ReportToJson(const BenchReport& r) {
   j["tpot_ms"] = SummaryJson(r.tpot_ms);
   j["itl_ms"] = SummaryJson(r.itl_ms);
   j["e2e_ms"] = SummaryJson(r.e2e_ms);
+  j["total_cached_prompt_tokens"] = r.total_cached_prompt_tokens;
+  j["mean_cached_prompt_tokens"] = r.mean_cached_prompt_tokens;
+  const std::optional<double> hit_rate = r.server ? PrefixCacheHitRate(*r.server) : std::nullopt;
+  j["prefix_cache_hit_rate"] = hit_rate ? nlohmann::json(*hit_rate) : nlohmann::json(nullptr);
+  if (!r.per_turn.empty()) {
+    nlohmann::json turns = nlohmann::json::array();
+    for (const TurnStats& t : r.per_turn) {
+      turns.push_back({{"turn", t.turn},
+                       {"completed", t.completed},
+                       {"ttft_ms", SummaryJson(t.ttft_ms)},
+                       {"mean_prompt_tokens", t.mean_prompt_tokens},
+                       {"mean_cached_prompt_tokens", t.mean_cached_prompt_tokens}});
+    }
+    j["per_turn"] = turns;
+  }
   if (r.server) {
+    const auto optional = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
     j["server"] = {{"request_success", r.server->request_success},
                    {"request_failure", r.server->request_failure},
                    {"failures_by_code", r.server->failures_by_code},
                    {"prompt_tokens", r.server->prompt_tokens},
-                   {"generation_tokens", r.server->generation_tokens}};
+                   {"generation_tokens", r.server->generation_tokens},
+                   {"prefix_cache_queries", optional(r.server->prefix_cache_queries)},
+                   {"prefix_cache_hits", optional(r.server->prefix_cache_hits)}};
   }
   return j;
 }

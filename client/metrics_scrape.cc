@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 namespace stepserve::client {
 
@@ -85,12 +86,23 @@ double SumMetric(const std::vector<Sample>& samples, const std::string& name) {
   return sum;
 }
 
+bool HasMetric(const std::vector<Sample>& samples, const std::string& name) {
+  for (const auto& s : samples) {
+    if (s.name == name) return true;
+  }
+  return false;
+}
+
 ServerCounters CountersFromSamples(const std::vector<Sample>& samples) {
   ServerCounters c;
   c.request_success = SumMetric(samples, "stepserve_request_success_total");
   c.request_failure = SumMetric(samples, "stepserve_request_failure_total");
   c.prompt_tokens = SumMetric(samples, "stepserve_prompt_tokens_total");
   c.generation_tokens = SumMetric(samples, "stepserve_generation_tokens_total");
+  for (auto [name, field] : {std::pair{"stepserve_prefix_cache_queries_total", &c.prefix_cache_queries},
+                             std::pair{"stepserve_prefix_cache_hits_total", &c.prefix_cache_hits}}) {
+    if (HasMetric(samples, name)) *field = SumMetric(samples, name);
+  }
   for (const auto& s : samples) {
     if (s.name != "stepserve_request_failure_total") continue;
     auto code = s.labels.find("code");
@@ -105,6 +117,12 @@ ServerCounters Delta(const ServerCounters& after, const ServerCounters& before) 
   d.request_failure = after.request_failure - before.request_failure;
   d.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
   d.generation_tokens = after.generation_tokens - before.generation_tokens;
+  if (after.prefix_cache_queries && before.prefix_cache_queries) {
+    d.prefix_cache_queries = *after.prefix_cache_queries - *before.prefix_cache_queries;
+  }
+  if (after.prefix_cache_hits && before.prefix_cache_hits) {
+    d.prefix_cache_hits = *after.prefix_cache_hits - *before.prefix_cache_hits;
+  }
   for (const auto& [code, n] : after.failures_by_code) {
     auto b = before.failures_by_code.find(code);
     const double delta = n - (b == before.failures_by_code.end() ? 0 : b->second);

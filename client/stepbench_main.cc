@@ -4,6 +4,8 @@
 //   stepbench --target=host:port --num_requests=200 --concurrency=16 --prompt_len=128 --output_len=64
 //   stepbench --request_rate=20 --burstiness=1 --prompt_len=64:512 --output_len=16:256 --seed=1
 //   stepbench --dataset=prompts.jsonl --concurrency=8 --json_out=report.json
+//   stepbench --shared_prefix_len=512 --num_prefixes=4 --prompt_len=64 --metrics_url=http://host:9400/metrics
+//   stepbench --turns=4 --num_requests=16 --concurrency=4 --prompt_len=32 --output_len=32
 //
 // Exit codes: 0 every measured request completed, 1 an RPC error before the run or any failed request,
 // 2 bad usage.
@@ -40,6 +42,10 @@ constexpr const char* kUsage =
     "  closed loop: --concurrency=N keeps N requests in flight (the default, N=1)\n"
     "  open loop:   --request_rate=R sends R requests/s on average (Poisson; --burstiness for gamma),\n"
     "               with --concurrency as an optional cap on requests in flight\n"
+    "  prefix caching: --shared_prefix_len=N [--num_prefixes=K] starts each prompt with one of K shared\n"
+    "               prefixes; --turns=T makes each of --num_requests a conversation of T turns (a turn's\n"
+    "               prompt is the previous prompt + its answer + a new --prompt_len message); with\n"
+    "               --turns, --concurrency and --request_rate count conversations\n"
     "exit codes: 0 all requests completed, 1 RPC error or failed requests, 2 bad usage\n"
     "flags:\n";
 
@@ -54,6 +60,10 @@ struct Options {
   std::string dataset;
   int64_t seed = 0;
   int64_t warmup = 0;
+  int64_t shared_prefix_len = 0;
+  int64_t num_prefixes = 1;
+  int64_t turns = 1;
+  std::string cache_salt;
   double slo_ttft_ms = 0;
   double slo_tpot_ms = 0;
   std::string json_out;
@@ -115,7 +125,12 @@ int Main(int argc, char** argv) {
   flags.AddString("output_len", &o.output_len, "max_new_tokens: N or MIN:MAX (ignore_eos makes it exact)");
   flags.AddString("dataset", &o.dataset, "JSON lines {\"prompt_token_ids\":[...],\"max_new_tokens\":N}");
   flags.AddInt("seed", &o.seed, "seed for prompts, lengths and arrivals");
-  flags.AddInt("warmup", &o.warmup, "requests sent before the measured run, not counted");
+  flags.AddInt("warmup", &o.warmup, "requests (conversations with --turns) sent before the measured run, not counted");
+  flags.AddInt("shared_prefix_len", &o.shared_prefix_len,
+               "random prompts: tokens of a shared prefix before each prompt's own --prompt_len tokens; 0 none");
+  flags.AddInt("num_prefixes", &o.num_prefixes, "with --shared_prefix_len: distinct prefixes, request i uses i % K");
+  flags.AddInt("turns", &o.turns, "random prompts: turns per conversation, each extending the previous prompt and answer");
+  flags.AddString("cache_salt", &o.cache_salt, "GenerateRequest.cache_salt of every request (<= 256 bytes)");
   flags.AddDouble("slo_ttft_ms", &o.slo_ttft_ms, "goodput: TTFT objective in ms; 0 none");
   flags.AddDouble("slo_tpot_ms", &o.slo_tpot_ms, "goodput: TPOT objective in ms; 0 none");
   flags.AddString("json_out", &o.json_out, "write the report as JSON to this file");
@@ -145,6 +160,18 @@ int Main(int argc, char** argv) {
   if (!(o.timeout_s > 0) || !(o.request_timeout_s > 0)) return usage_error("timeouts must be > 0");
   if (o.slo_ttft_ms < 0 || o.slo_tpot_ms < 0) return usage_error("SLOs must be >= 0");
   if (!o.dataset.empty() && flags.IsSet("prompt_len")) return usage_error("--prompt_len and --dataset exclude each other");
+  if (o.shared_prefix_len < 0) return usage_error("--shared_prefix_len must be >= 0");
+  if (o.num_prefixes < 1) return usage_error("--num_prefixes must be >= 1");
+  if (flags.IsSet("num_prefixes") && o.shared_prefix_len == 0) {
+    return usage_error("--num_prefixes needs --shared_prefix_len >= 1");
+  }
+  if (o.turns < 1) return usage_error("--turns must be >= 1");
+  if (!o.dataset.empty() && (o.shared_prefix_len > 0 || o.turns > 1)) {
+    return usage_error("--shared_prefix_len and --turns work on random prompts, not with --dataset");
+  }
+  if (o.cache_salt.size() > 256) {
+    return usage_error("--cache_salt is " + std::to_string(o.cache_salt.size()) + " bytes; at most 256");
+  }
   LenRange prompt_len, output_len;
   std::string err;
   if (!ParseLenRange(o.prompt_len, &prompt_len, &err)) return usage_error("--prompt_len: " + err);
@@ -175,45 +202,70 @@ int Main(int argc, char** argv) {
   }
 
   const int64_t total = o.warmup + o.num_requests;
-  std::vector<RequestSpec> specs;
+  std::vector<Conversation> specs;
   if (o.dataset.empty()) {
-    if (info.max_context() > 0 && prompt_len.max + output_len.max > info.max_context()) {
-      return usage_error("--prompt_len max + --output_len max = " + std::to_string(prompt_len.max + output_len.max) +
-                         " exceeds the model's max_context " + std::to_string(info.max_context()));
+    ConversationOptions shape;
+    shape.turns = o.turns;
+    shape.shared_prefix_len = o.shared_prefix_len;
+    shape.num_prefixes = o.num_prefixes;
+    const int64_t longest = MaxConversationTokens(shape, prompt_len, output_len);
+    if (info.max_context() > 0 && longest > info.max_context()) {
+      std::string what = "--prompt_len max + --output_len max";
+      if (o.turns > 1) what = "--turns x (" + what + ")";
+      if (o.shared_prefix_len > 0) what = "--shared_prefix_len + " + what;
+      return usage_error(what + " = " + std::to_string(longest) + " exceeds the model's max_context " +
+                         std::to_string(info.max_context()));
     }
-    specs = RandomWorkload(total, prompt_len, output_len, info.vocab_size(), static_cast<uint64_t>(o.seed));
+    specs = ConversationWorkload(total, shape, prompt_len, output_len, info.vocab_size(),
+                                 static_cast<uint64_t>(o.seed));
   } else {
     std::vector<RequestSpec> entries;
     if (!LoadDataset(o.dataset, info.vocab_size(), &entries, &err)) return usage_error(err);
-    specs = DatasetWorkload(entries, total, output_len, static_cast<uint64_t>(o.seed));
+    specs = SingleTurn(DatasetWorkload(entries, total, output_len, static_cast<uint64_t>(o.seed)));
   }
-  const std::vector<RequestSpec> warmup(specs.begin(), specs.begin() + o.warmup);
-  const std::vector<RequestSpec> measured(specs.begin() + o.warmup, specs.end());
+  const std::vector<Conversation> warmup(specs.begin(), specs.begin() + o.warmup);
+  const std::vector<Conversation> measured(specs.begin() + o.warmup, specs.end());
 
   const bool tty = !o.quiet && ::isatty(STDOUT_FILENO);
-  std::cout << "stepbench: " << info.model() << " on " << info.device() << " at " << o.channel.target << ", "
-            << o.num_requests << " requests, ";
+  std::cout << "stepbench: " << info.model() << " on " << info.device() << " at " << o.channel.target << ", ";
+  if (o.turns > 1) {
+    std::cout << o.num_requests << " conversations x " << o.turns << " turns = " << o.num_requests * o.turns
+              << " requests, ";
+  } else {
+    std::cout << o.num_requests << " requests, ";
+  }
   if (o.request_rate > 0) {
-    std::cout << "open loop at " << o.request_rate << " req/s (burstiness " << o.burstiness << ")";
+    std::cout << "open loop at " << o.request_rate << (o.turns > 1 ? " conversations/s" : " req/s") << " (burstiness "
+              << o.burstiness << ")";
     if (o.concurrency > 0) std::cout << ", at most " << o.concurrency << " in flight";
   } else {
     std::cout << "closed loop, concurrency " << o.concurrency;
   }
   std::cout << "\n";
+  const bool prefix_workload = o.shared_prefix_len > 0 || o.turns > 1 || !o.cache_salt.empty();
+  if (o.shared_prefix_len > 0) {
+    std::cout << "workload: " << o.num_prefixes << " shared prefix" << (o.num_prefixes == 1 ? "" : "es") << " of "
+              << o.shared_prefix_len << " tokens before each " << (o.turns > 1 ? "conversation" : "prompt") << "\n";
+  }
+  if (prefix_workload) {
+    std::cout << "server prefix caching: " << (info.prefix_caching() ? "on" : "off (ModelInfo.prefix_caching)")
+              << "\n";
+  }
   std::cout.flush();
 
   LoadConfig config;
   config.request_timeout_s = o.request_timeout_s;
+  config.cache_salt = o.cache_salt;
   if (!warmup.empty()) {
     LoadConfig wc = config;
     wc.concurrency = std::max<int64_t>(1, o.concurrency);
     std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
     if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-    LoadResult w = RunLoad(channel, warmup, wc);
+    LoadResult w = RunConversations(channel, warmup, wc);
     if (bar) bar->Finish();
     int64_t failed = 0;
     for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
-    std::cout << "warmup: " << warmup.size() - failed << " of " << warmup.size() << " requests completed\n";
+    std::cout << "warmup: " << w.requests.size() - failed << " of " << w.requests.size() << " requests completed\n";
   }
 
   ServerCounters before;
@@ -229,10 +281,11 @@ int Main(int argc, char** argv) {
   config.concurrency = o.concurrency;
   std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
   if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-  LoadResult run = RunLoad(channel, measured, config);
+  LoadResult run = RunConversations(channel, measured, config);
   if (bar) bar->Finish();
 
   BenchReport report = BuildReport(run.requests, run.duration_s, Slo{o.slo_ttft_ms, o.slo_tpot_ms});
+  report.prefix_cache_section = prefix_workload;
   if (!o.metrics_url.empty()) {
     ServerCounters after;
     if (!ScrapeSettled(o.metrics_url, o.timeout_s, before.request_success + static_cast<double>(report.completed),

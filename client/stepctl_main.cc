@@ -3,7 +3,7 @@
 //   stepctl [--target=host:port] [--timeout_s=N] [TLS flags] health [--service=NAME]
 //   stepctl ... info [--json]
 //   stepctl ... generate --tokens=1,2,3 [--max_new_tokens=N] [--temperature=T] [--top_p=P] [--top_k=K]
-//                        [--seed=S] [--logprobs=N] [--ignore_eos] [--stream]
+//                        [--seed=S] [--logprobs=N] [--ignore_eos] [--stream] [--cache_salt=STR]
 //
 // Exit codes: 0 success, 1 an RPC error (or a server that is not SERVING), 2 bad usage.
 #include <chrono>
@@ -55,6 +55,7 @@ struct Options {
   std::string stop_token_ids;
   std::string request_id;
   bool stream = false;
+  std::string cache_salt;
 };
 
 std::chrono::system_clock::time_point Deadline(const Options& o) {
@@ -105,7 +106,8 @@ int Info(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
             << "num_layers:         " << info.num_layers() << "\n"
             << "eos_token_ids:      " << JoinTokens(info.eos_token_ids()) << "\n"
             << "kv_capacity_tokens: " << info.kv_capacity_tokens() << "\n"
-            << "max_num_seqs:       " << info.max_num_seqs() << "\n";
+            << "max_num_seqs:       " << info.max_num_seqs() << "\n"
+            << "prefix_caching:     " << (info.prefix_caching() ? "true" : "false") << "\n";
   return kExitOk;
 }
 
@@ -147,6 +149,7 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
   if (o.min_p != 0) sampling->set_min_p(static_cast<float>(o.min_p));
   if (o.seed != 0) sampling->set_seed(static_cast<uint64_t>(o.seed));
   req.set_logprobs(static_cast<int32_t>(o.logprobs));
+  req.set_cache_salt(o.cache_salt);
 
   auto stub = v1::StepServe::NewStub(channel);
   grpc::ClientContext ctx;
@@ -186,6 +189,7 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
   if (reason.rfind("FINISH_REASON_", 0) == 0) reason = reason.substr(14);
   std::cout << "finish_reason=" << reason << " prompt_tokens=" << last.usage().prompt_tokens()
             << " completion_tokens=" << last.usage().completion_tokens()
+            << " cached_prompt_tokens=" << last.usage().cached_prompt_tokens()
             << " queue_ms=" << last.timings().queue_time_s() * 1e3
             << " ttft_ms=" << last.timings().time_to_first_token_s() * 1e3
             << " e2e_ms=" << last.timings().e2e_latency_s() * 1e3 << " request_id=" << last.request_id()
@@ -217,6 +221,8 @@ int Main(int argc, char** argv) {
   flags.AddString("stop_token_ids", &o.stop_token_ids, "generate: comma-separated ids that stop generation");
   flags.AddString("request_id", &o.request_id, "generate: request id; the server assigns one when empty");
   flags.AddBool("stream", &o.stream, "generate: print tokens as they arrive");
+  flags.AddString("cache_salt", &o.cache_salt,
+                  "generate: prefix-cache salt; only requests with equal salts share cached prompt blocks (<= 256 bytes)");
 
   std::vector<std::string> args(argv + 1, argv + argc);
   if (auto err = flags.Parse(args)) {
@@ -242,6 +248,10 @@ int Main(int argc, char** argv) {
   }
   if (command == "generate" && (o.max_new_tokens < 1 || o.logprobs < 0 || o.top_k < 0)) {
     std::cerr << "stepctl: --max_new_tokens must be >= 1, --logprobs and --top_k >= 0\n";
+    return kExitUsage;
+  }
+  if (o.cache_salt.size() > 256) {
+    std::cerr << "stepctl: --cache_salt is " << o.cache_salt.size() << " bytes; at most 256\n";
     return kExitUsage;
   }
   std::shared_ptr<grpc::Channel> channel;

@@ -1,8 +1,10 @@
 #include "client/workload.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -59,6 +61,54 @@ std::vector<RequestSpec> RandomWorkload(int64_t n, LenRange prompt_len, LenRange
     for (auto& t : spec.prompt) t = token(rng);
     spec.max_new_tokens = static_cast<int32_t>(Draw(rng, output_len));
   }
+  return out;
+}
+
+std::vector<Conversation> ConversationWorkload(int64_t n, const ConversationOptions& options, LenRange prompt_len,
+                                               LenRange output_len, int32_t vocab_size, uint64_t seed) {
+  const int64_t turns = std::max<int64_t>(1, options.turns);
+  std::vector<RequestSpec> messages = RandomWorkload(n * turns, prompt_len, output_len, vocab_size, seed);
+  std::vector<std::vector<int32_t>> prefixes;
+  if (options.shared_prefix_len > 0) {
+    // Its own stream, so adding prefixes leaves the messages as they were.
+    std::mt19937_64 rng(seed ^ 0x5bd1e9955bd1e995ULL);
+    std::uniform_int_distribution<int32_t> token(0, vocab_size - 1);
+    prefixes.resize(static_cast<size_t>(std::max<int64_t>(1, options.num_prefixes)));
+    for (auto& prefix : prefixes) {
+      prefix.resize(static_cast<size_t>(options.shared_prefix_len));
+      for (auto& t : prefix) t = token(rng);
+    }
+  }
+  std::vector<Conversation> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    Conversation& c = out[static_cast<size_t>(i)];
+    c.turns.assign(std::make_move_iterator(messages.begin() + i * turns),
+                   std::make_move_iterator(messages.begin() + (i + 1) * turns));
+    if (!prefixes.empty()) {
+      const auto& prefix = prefixes[static_cast<size_t>(i) % prefixes.size()];
+      c.turns[0].prompt.insert(c.turns[0].prompt.begin(), prefix.begin(), prefix.end());
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> NextTurnPrompt(const std::vector<int32_t>& previous_prompt,
+                                    const std::vector<int32_t>& previous_output, const std::vector<int32_t>& message) {
+  std::vector<int32_t> prompt;
+  prompt.reserve(previous_prompt.size() + previous_output.size() + message.size());
+  prompt.insert(prompt.end(), previous_prompt.begin(), previous_prompt.end());
+  prompt.insert(prompt.end(), previous_output.begin(), previous_output.end());
+  prompt.insert(prompt.end(), message.begin(), message.end());
+  return prompt;
+}
+
+int64_t MaxConversationTokens(const ConversationOptions& options, LenRange prompt_len, LenRange output_len) {
+  return options.shared_prefix_len + std::max<int64_t>(1, options.turns) * (prompt_len.max + output_len.max);
+}
+
+std::vector<Conversation> SingleTurn(std::vector<RequestSpec> specs) {
+  std::vector<Conversation> out(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) out[i].turns.push_back(std::move(specs[i]));
   return out;
 }
 
