@@ -3,7 +3,10 @@
 // killed mid-stream (UNAVAILABLE, exit 1, no orphan), SIGTERM (exit 0, no orphan), flag errors (exit 2
 // naming the flag) and --dry_run.
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -420,6 +423,50 @@ TEST(TensorParallelServerTest, SigtermDrainsAndStopsTheWorkers) {
   EXPECT_TRUE(absl::StrContains(log, "received SIGTERM")) << log;
   EXPECT_TRUE(absl::StrContains(log, "stopped")) << log;
   EXPECT_FALSE(absl::StrContains(log, "worker ranks:")) << log;  // every rank exited with 0
+}
+
+// A free TCP port on 127.0.0.1 (closed again: the rendezvous binds it a moment later).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Two "nodes" on loopback (--nnodes=2): node 0 runs rank 0 and the server and hosts the rendezvous at
+// --dist_addr, node 1 (its own process, started like on another machine) runs rank 1 and meets it there.
+// The group gives the golden greedy continuations; SIGTERM on node 0 stops both with exit code 0.
+TEST(TensorParallelServerTest, TwoNodesMeetAtTheRendezvousAddress) {
+  setenv("GLOO_SOCKET_IFNAME", "lo", 1);  // several nodes: Gloo binds the named interface
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  const std::string model = "--model=" + TinyCheckpointDir();
+  const std::string addr = absl::StrCat("--dist_addr=127.0.0.1:", port);
+  Server node0({model, "--tensor_parallel_size=2", "--nnodes=2", "--node_rank=0", addr});
+  Child node1({STEPSERVE_BIN, model, "--tensor_parallel_size=2", "--nnodes=2", "--node_rank=1", addr, "--device=cpu",
+               node0.tag()});
+  std::string error;
+  ASSERT_TRUE(node0.WaitServing(&error)) << error << "\nnode 1:\n" << node1.output();
+  EXPECT_TRUE(FindProcesses(node0.tag(), "--worker_rank=1").empty());  // node 0 started no local worker
+  for (size_t c = 0; c < Greedy().size(); ++c) {
+    GenerateResult r = RunGenerate(node0.stub().get(), GreedyRequest(Greedy()[c].prompt, 20));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message() << "\n" << node0.log();
+    EXPECT_EQ(r.tokens, Greedy()[c].greedy) << "greedy case " << c;
+  }
+  node0.child().Signal(SIGTERM);
+  EXPECT_EQ(node0.child().WaitExit(absl::Seconds(60)), 0) << node0.log();
+  EXPECT_EQ(node1.WaitExit(absl::Seconds(60)), 0) << node1.output();
+  EXPECT_TRUE(absl::StrContains(node1.output(), "rank 1: stop from rank 0")) << node1.output();
+  unsetenv("GLOO_SOCKET_IFNAME");
 }
 
 struct BadFlags {
