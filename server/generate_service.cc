@@ -154,6 +154,7 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
       response->set_finish_reason(ToProto(out.finish_reason));
       response->mutable_usage()->set_prompt_tokens(out.prompt_tokens);
       response->mutable_usage()->set_completion_tokens(out.completion_tokens);
+      response->mutable_usage()->set_cached_prompt_tokens(out.cached_prompt_tokens);
       response->mutable_timings()->set_queue_time_s(absl::ToDoubleSeconds(out.queue_time));
       response->mutable_timings()->set_time_to_first_token_s(absl::ToDoubleSeconds(out.time_to_first_token));
       response->mutable_timings()->set_e2e_latency_s(absl::ToDoubleSeconds(out.e2e_latency));

@@ -49,6 +49,9 @@ ABSL_FLAG(int32_t, max_queue, 1024, "Waiting requests before new ones get RESOUR
 ABSL_FLAG(int32_t, max_new_tokens_cap, 4096, "Largest stopping.max_new_tokens accepted.");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens for requests that leave it unset.");
 ABSL_FLAG(int32_t, max_logprobs, 20, "Largest logprobs (top-n) accepted.");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "Automatic prefix caching: full KV blocks stay cached after their request ends and later requests with "
+          "the same prompt prefix (and cache_salt) reuse them instead of recomputing.");
 ABSL_FLAG(double, drain_timeout_s, 30.0, "On SIGTERM/SIGINT: seconds in-flight requests get to finish.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain (TLS; plaintext when unset).");
 ABSL_FLAG(std::string, tls_key, "", "PEM server private key.");
@@ -172,6 +175,7 @@ stepserve::ExecutorOptions ExecutorOptionsFromFlags() {
   executor_options.max_queue = absl::GetFlag(FLAGS_max_queue);
   executor_options.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
   executor_options.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
+  executor_options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   executor_options.run_warmup = true;
   return executor_options;
 }

@@ -83,6 +83,9 @@ class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
                                  MetricType::Gauge, stats.kv_usage_ratio));
     out.push_back(OneValueFamily("stepserve_kv_cache_capacity_tokens", "KV cache capacity in tokens.",
                                  MetricType::Gauge, static_cast<double>(stats.kv_capacity_tokens)));
+    out.push_back(OneValueFamily("stepserve_kv_cache_cached_blocks",
+                                 "KV cache blocks held only by the prefix cache (evictable; counted free).",
+                                 MetricType::Gauge, stats.kv_cached_blocks));
     out.push_back(OneValueFamily("stepserve_prompt_tokens_total",
                                  "Prompt tokens computed (including recomputation after preemption).",
                                  MetricType::Counter, static_cast<double>(stats.prompt_tokens_total)));
@@ -96,6 +99,14 @@ class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
     out.push_back(OneValueFamily("stepserve_engine_oom_total",
                                  "Engine steps that failed with a device out-of-memory error (also in step failures).",
                                  MetricType::Counter, static_cast<double>(stats.step_oom_failures_total)));
+    out.push_back(OneValueFamily("stepserve_prefix_cache_queries_total",
+                                 "Prefix cache queries, in prompt tokens looked up at admission (like vLLM's "
+                                 "vllm:prefix_cache_queries).",
+                                 MetricType::Counter, static_cast<double>(stats.prefix_cache_queries_total)));
+    out.push_back(OneValueFamily("stepserve_prefix_cache_hits_total",
+                                 "Prefix cache hits, in prompt tokens found cached and not computed (like vLLM's "
+                                 "vllm:prefix_cache_hits).",
+                                 MetricType::Counter, static_cast<double>(stats.prefix_cache_hits_total)));
     return out;
   }
 

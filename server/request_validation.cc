@@ -33,6 +33,7 @@ GenerationRequest ToGenerationRequest(const v1::GenerateRequest& proto, const Re
   request.stopping.ignore_eos = stop.ignore_eos();
 
   request.logprobs = proto.logprobs();
+  request.cache_salt = proto.cache_salt();  // its length is checked by Submit (RequestLimits::max_cache_salt_length)
   return request;
 }
 

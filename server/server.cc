@@ -119,6 +119,7 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   for (int id : config.eos_token_ids) info.add_eos_token_ids(id);
   info.set_kv_capacity_tokens(e->kv_capacity_tokens());
   info.set_max_num_seqs(e->options().max_num_seqs);
+  info.set_prefix_caching(e->options().enable_prefix_caching);
 
   RequestDefaults defaults;
   defaults.default_max_new_tokens = options_.default_max_new_tokens;
@@ -136,7 +137,7 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   LogInfo("serving model ", model_name, " (", dtype, " on ", device, ", ", config.num_hidden_layers,
           " layers, vocab ", config.vocab_size, "): KV cache ", e->kv_capacity_tokens(), " tokens, max context ",
           e->max_context(), ", max_num_seqs ", e->options().max_num_seqs, ", max_queue ", e->options().max_queue,
-          "; health SERVING");
+          ", prefix caching ", e->options().enable_prefix_caching ? "on" : "off", "; health SERVING");
   health_.SetAll(HealthCheckResponse::SERVING);
   return absl::OkStatus();
 }

@@ -56,6 +56,7 @@ export const METRICS = {
     stepserve_num_requests_waiting: [],
     stepserve_kv_cache_usage_ratio: [],
     stepserve_kv_cache_capacity_tokens: [],
+    stepserve_kv_cache_cached_blocks: [],
     stepserve_model_info: ["model", "device", "dtype"],
   },
   counter: {
@@ -66,6 +67,8 @@ export const METRICS = {
     stepserve_num_preemptions_total: [],
     stepserve_engine_step_failures_total: [],
     stepserve_engine_oom_total: [],
+    stepserve_prefix_cache_queries_total: [],
+    stepserve_prefix_cache_hits_total: [],
   },
   histogram: {
     stepserve_time_to_first_token_seconds: [],

@@ -1,6 +1,7 @@
 // ServerMetrics on its own (no server, no executor) and the exposition parser.
 #include "server/metrics.h"
 
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -34,6 +35,9 @@ TEST(MetricsTest, EverySeriesIsDeclaredWithItsType) {
       {"stepserve_num_preemptions_total", "counter"},
       {"stepserve_engine_step_failures_total", "counter"},
       {"stepserve_engine_oom_total", "counter"},
+      {"stepserve_prefix_cache_queries_total", "counter"},
+      {"stepserve_prefix_cache_hits_total", "counter"},
+      {"stepserve_kv_cache_cached_blocks", "gauge"},
       {"stepserve_time_to_first_token_seconds", "histogram"},
       {"stepserve_inter_token_latency_seconds", "histogram"},
       {"stepserve_e2e_request_latency_seconds", "histogram"},
@@ -48,6 +52,9 @@ TEST(MetricsTest, EverySeriesIsDeclaredWithItsType) {
   // No executor yet: the executor gauges read 0.
   EXPECT_EQ(text.Get("stepserve_kv_cache_usage_ratio"), 0);
   EXPECT_EQ(text.Get("stepserve_num_requests_running"), 0);
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_queries_total"), 0);
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_hits_total"), 0);
+  EXPECT_EQ(text.Get("stepserve_kv_cache_cached_blocks"), 0);
   EXPECT_EQ(text.Get("stepserve_request_success_total{finish_reason=\"length\"}"), 0);
   EXPECT_EQ(text.Get("stepserve_request_failure_total{code=\"CANCELLED\"}"), 0);
 }
@@ -102,6 +109,56 @@ TEST(MetricsTest, CountersHistogramsInfoAndExecutorStats) {
 
   metrics.SetStatsSource(nullptr);
   EXPECT_EQ(Parse(metrics.RenderText()).Get("stepserve_num_requests_running"), 0);
+}
+
+// The prefix cache's counters (prompt tokens, like vLLM's prefix_cache_queries / prefix_cache_hits) and its
+// gauge mirror Executor::Stats() at every scrape, like the other executor counters; the HTTP exposition
+// carries the same values.
+TEST(MetricsTest, PrefixCacheCountersAndCachedBlocksMirrorExecutorStats) {
+  ServerMetrics metrics;
+  ExecutorStats current;
+  std::mutex mu;
+  metrics.SetStatsSource([&](ExecutorStats* stats) {
+    std::lock_guard<std::mutex> lock(mu);
+    *stats = current;
+    return true;
+  });
+  auto set = [&](int64_t queries, int64_t hits, int32_t cached_blocks) {
+    std::lock_guard<std::mutex> lock(mu);
+    current.prefix_cache_queries_total = queries;
+    current.prefix_cache_hits_total = hits;
+    current.kv_cached_blocks = cached_blocks;
+  };
+  set(74, 36, 9);
+  PrometheusText text = Parse(metrics.RenderText());
+  EXPECT_EQ(text.types["stepserve_prefix_cache_queries_total"], "counter");
+  EXPECT_EQ(text.types["stepserve_prefix_cache_hits_total"], "counter");
+  EXPECT_EQ(text.types["stepserve_kv_cache_cached_blocks"], "gauge");
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_queries_total"), 74);
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_hits_total"), 36);
+  EXPECT_EQ(text.Get("stepserve_kv_cache_cached_blocks"), 9);
+
+  // Token counts beyond 2^31 survive (int64 stats; doubles are exact up to 2^53).
+  const int64_t big = (int64_t{1} << 40) + 3;
+  set(big, big - 1, 0);
+  text = Parse(metrics.RenderText());
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_queries_total"), static_cast<double>(big));
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_hits_total"), static_cast<double>(big - 1));
+  EXPECT_EQ(text.Get("stepserve_kv_cache_cached_blocks"), 0);
+
+  ASSERT_TRUE(metrics.StartHttp("127.0.0.1:0").ok());
+  set(120, 80, 5);
+  PrometheusText http = Parse(HttpGet(metrics.http_port(), "/metrics"));
+  EXPECT_EQ(http.Get("stepserve_prefix_cache_queries_total"), 120);
+  EXPECT_EQ(http.Get("stepserve_prefix_cache_hits_total"), 80);
+  EXPECT_EQ(http.Get("stepserve_kv_cache_cached_blocks"), 5);
+
+  // No executor (or it is gone): zeros, not stale values.
+  metrics.SetStatsSource([](ExecutorStats*) { return false; });
+  text = Parse(metrics.RenderText());
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_queries_total"), 0);
+  EXPECT_EQ(text.Get("stepserve_prefix_cache_hits_total"), 0);
+  EXPECT_EQ(text.Get("stepserve_kv_cache_cached_blocks"), 0);
 }
 
 TEST(MetricsTest, ConcurrentUpdatesAndScrapesOverHttp) {

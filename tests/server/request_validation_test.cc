@@ -88,6 +88,7 @@ TEST(RequestValidation, CopiesEveryField) {
   r.mutable_stopping()->add_stop_token_ids(299);
   r.mutable_stopping()->set_ignore_eos(true);
   r.set_logprobs(5);
+  r.set_cache_salt("tenant-a");
   GenerationRequest request = ToGenerationRequest(r, Defaults());
   EXPECT_FLOAT_EQ(request.sampling.temperature, 0.7f);
   EXPECT_FLOAT_EQ(request.sampling.top_p, 0.9f);
@@ -101,6 +102,7 @@ TEST(RequestValidation, CopiesEveryField) {
   EXPECT_EQ(request.stopping.stop_token_ids, (std::vector<int32_t>{299}));
   EXPECT_TRUE(request.stopping.ignore_eos);
   EXPECT_EQ(request.logprobs, 5);
+  EXPECT_EQ(request.cache_salt, "tenant-a");
   EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
 }
 
@@ -135,6 +137,7 @@ TEST(RequestValidation, BoundaryValuesAreAccepted) {
   r.mutable_sampling()->set_min_p(1.0f);
   r.mutable_stopping()->set_max_new_tokens(50);  // 14 + 50 == 64 and 50 == cap
   r.set_logprobs(0);
+  r.set_cache_salt(std::string(256, 's'));  // the longest salt
   EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
   r.mutable_sampling()->set_min_p(0.0f);
   EXPECT_TRUE(ConvertAndValidate(r).ok());
@@ -194,6 +197,7 @@ TEST(RequestValidation, EveryBadFieldSurvivesConversionAndIsRefusedNamingTheFiel
       {"stop token out of range", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(300); },
        "stopping.stop_token_ids[0]"},
       {"request_id too long", [](auto* r) { r->set_request_id(std::string(300, 'x')); }, "request_id"},
+      {"cache_salt too long", [](auto* r) { r->set_cache_salt(std::string(257, 's')); }, "cache_salt"},
   };
   for (const BadCase& c : cases) {
     v1::GenerateRequest r = Valid();

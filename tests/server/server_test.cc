@@ -165,6 +165,20 @@ TEST(ServerTest, GetModelInfoDescribesTheTinyModel) {
   EXPECT_GT(info.kv_capacity_tokens(), 0);
   EXPECT_EQ(info.max_num_seqs(), 7);
   EXPECT_EQ(info.eos_token_ids_size(), static_cast<int>(server.executor().config().eos_token_ids.size()));
+  EXPECT_TRUE(info.prefix_caching());  // on by default (ExecutorOptions, --enable_prefix_caching)
+}
+
+TEST(ServerTest, GetModelInfoReportsPrefixCachingOff) {
+  TestServerOptions options;
+  options.executor.enable_prefix_caching = false;
+  TestServer server(options);
+  auto stub = server.stub();
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(absl::Seconds(30)));
+  v1::ModelInfo info;
+  grpc::Status s = stub->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(info.prefix_caching());
 }
 
 struct BadInput {
@@ -213,6 +227,7 @@ TEST(ServerTest, EveryBadInputGetsInvalidArgumentNamingTheFieldAndTheServerKeeps
       {"stop token id == vocab", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(300); },
        "stopping.stop_token_ids[0]"},
       {"request_id too long", [](auto* r) { r->set_request_id(std::string(300, 'x')); }, "request_id"},
+      {"cache_salt over 256 bytes", [](auto* r) { r->set_cache_salt(std::string(257, 's')); }, "cache_salt"},
   };
   for (const BadInput& c : cases) {
     v1::GenerateRequest request = GreedyRequest(Greedy()[0].prompt, 4);
@@ -437,6 +452,91 @@ TEST(ServerTest, MetricsParseAndCountersMatchWhatWasServed) {
   // Histogram buckets are cumulative and end with the count.
   const double count = after.Get("stepserve_e2e_request_latency_seconds_count");
   EXPECT_EQ(after.Get("stepserve_e2e_request_latency_seconds_bucket{le=\"+Inf\"}"), count);
+}
+
+// A prompt of `n` tokens that no other test uses (the prefix cache is per server, but keep it distinct).
+std::vector<int32_t> DistinctPrompt(int n, int32_t first) {
+  std::vector<int32_t> prompt(n);
+  for (int i = 0; i < n; ++i) prompt[i] = first + (i * 7) % 200;
+  return prompt;
+}
+
+// Automatic prefix caching end to end: the second of two identical requests gets its full prompt blocks
+// from the cache (Usage.cached_prompt_tokens), with the same greedy continuation; another cache_salt shares
+// nothing, the same salt again does; the /metrics counters count the same tokens.
+TEST(ServerTest, RepeatedPromptIsServedFromThePrefixCacheAndSaltsIsolate) {
+  TestServer server;
+  auto stub = server.stub();
+  const int block_size = server.executor().options().block_size;
+  const int n = 3 * block_size + 5;  // 3 full blocks and a partial one
+  const std::vector<int32_t> prompt = DistinctPrompt(n, 11);
+  PrometheusText before = server.Metrics();
+
+  auto run = [&](const std::string& salt, const std::string& what) {
+    v1::GenerateRequest request = GreedyRequest(prompt, 8);
+    request.set_cache_salt(salt);
+    GenerateResult result = RunGenerate(stub.get(), request);
+    EXPECT_TRUE(result.status.ok()) << what << ": " << result.status.error_message();
+    EXPECT_FALSE(result.messages.empty()) << what;
+    return result;
+  };
+  auto cached = [](const GenerateResult& r) {
+    return r.messages.empty() ? -1 : r.messages.back().usage().cached_prompt_tokens();
+  };
+  GenerateResult first = run("", "first");
+  GenerateResult second = run("", "second");
+  const std::string salt(256, 't');  // the longest salt is accepted
+  GenerateResult other_salt = run(salt, "other salt");
+  GenerateResult same_salt = run(salt, "same salt again");
+  ASSERT_FALSE(first.messages.empty() || second.messages.empty() || other_salt.messages.empty() ||
+               same_salt.messages.empty());
+
+  EXPECT_EQ(cached(first), 0);
+  EXPECT_GT(cached(second), 0) << "the second identical request should hit the prefix cache";
+  EXPECT_LT(cached(second), n);  // at least one prompt token is computed, for the logits
+  EXPECT_EQ(cached(second) % block_size, 0) << cached(second);  // whole blocks only
+  EXPECT_EQ(cached(other_salt), 0) << "a different cache_salt must share no blocks";
+  EXPECT_GT(cached(same_salt), 0);
+  for (const GenerateResult* r : {&second, &other_salt, &same_salt}) EXPECT_EQ(r->tokens, first.tokens);
+  for (const GenerateResult* r : {&first, &second, &other_salt, &same_salt}) {
+    EXPECT_EQ(r->messages.back().usage().prompt_tokens(), n);
+    for (size_t i = 0; i + 1 < r->messages.size(); ++i) EXPECT_FALSE(r->messages[i].has_usage());
+  }
+
+  // The counters count prompt tokens per admission (no preemption here): 4 lookups of n tokens, and the
+  // hits are exactly what the responses reported.
+  const double hits = cached(second) + cached(same_salt);
+  EXPECT_TRUE(WaitFor([&] {
+    PrometheusText m = server.Metrics();
+    return m.Get("stepserve_prefix_cache_hits_total") - before.Get("stepserve_prefix_cache_hits_total", 0) == hits &&
+           m.Get("stepserve_prefix_cache_queries_total") - before.Get("stepserve_prefix_cache_queries_total", 0) ==
+               4.0 * n &&
+           m.Get("stepserve_num_requests_running") == 0;
+  })) << server.ScrapeMetricsHttp();
+  // Idle: no request holds a block, but the cache keeps the prompts' blocks (evictable, counted free).
+  PrometheusText idle = server.Metrics();
+  EXPECT_EQ(idle.Get("stepserve_kv_cache_usage_ratio"), 0);
+  EXPECT_GT(idle.Get("stepserve_kv_cache_cached_blocks"), 0);
+}
+
+// With prefix caching off nothing is cached: a repeated prompt is computed again and the counters stay 0.
+TEST(ServerTest, WithPrefixCachingOffARepeatedPromptIsComputedAgain) {
+  TestServerOptions options;
+  options.executor.enable_prefix_caching = false;
+  TestServer server(options);
+  auto stub = server.stub();
+  const std::vector<int32_t> prompt = DistinctPrompt(3 * server.executor().options().block_size + 5, 13);
+  GenerateResult first = RunGenerate(stub.get(), GreedyRequest(prompt, 8));
+  GenerateResult second = RunGenerate(stub.get(), GreedyRequest(prompt, 8));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  ASSERT_FALSE(second.messages.empty());
+  EXPECT_EQ(second.messages.back().usage().cached_prompt_tokens(), 0);
+  EXPECT_EQ(second.tokens, first.tokens);
+  PrometheusText m = server.Metrics();
+  EXPECT_EQ(m.Get("stepserve_prefix_cache_queries_total"), 0);
+  EXPECT_EQ(m.Get("stepserve_prefix_cache_hits_total"), 0);
+  EXPECT_EQ(m.Get("stepserve_kv_cache_cached_blocks"), 0);
 }
 
 // Waits for one completion-queue event for `tag`; false on timeout or failure.
