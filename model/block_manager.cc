@@ -1,6 +1,7 @@
 #include "model/block_manager.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -198,12 +199,22 @@ void BlockManager::ReleaseBefore(KvSequence& seq, AttentionKind kind, int64_t ke
 
 void BlockManager::Release(KvSequence& seq) {
   for (AttentionKind kind : {AttentionKind::kFull, AttentionKind::kSliding}) {
-    for (int32_t b : seq.block_table[Index(kind)]) {
-      if (b >= 0) Free(kind, b);
+    // Last block first: a cached chain is then evicted from its tail, and its root (which every hit on the
+    // chain needs) last.
+    const auto& table = seq.block_table[Index(kind)];
+    for (auto it = table.rbegin(); it != table.rend(); ++it) {
+      if (*it >= 0) Free(kind, *it);
     }
     seq.block_table[Index(kind)].clear();
   }
   seq.num_tokens = 0;
+}
+
+int64_t BlockManager::MaxChunkTokens() const {
+  if (!caching_ || !HasKind(AttentionKind::kSliding)) return INT64_MAX;
+  // Keep room for the window the chunk's first query reads (ceil(W / B) + 1 blocks) and one partial block.
+  const int64_t window_blocks = (window_ + block_size_ - 1) / block_size_ + 2;
+  return std::max<int64_t>(block_size_, (NumBlocks(AttentionKind::kSliding) - window_blocks) * block_size_);
 }
 
 int32_t BlockManager::BlocksHeldAtLength(int64_t length, AttentionKind kind) const {

@@ -90,6 +90,11 @@ class BlockManager {
   // nothing changed). Release undoes it.
   int64_t MatchPrefix(KvSequence& seq, const int32_t* tokens, int64_t num_tokens, int64_t max_tokens);
 
+  // The longest chunk one sequence can feed in a step when the pools are otherwise empty: with prefix
+  // caching a chunk stores every key in the sliding pool too, so a long prefill chunk must fit that pool
+  // (the scheduler cuts chunks to this; without caching a chunk needs at most a window's blocks).
+  int64_t MaxChunkTokens() const;
+
   // Returns every block of `seq` and resets it to length 0.
   void Release(KvSequence& seq);
 

@@ -522,6 +522,8 @@ absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const Executor
     model.parallel().comm->AllReduceMin(blocks);
   } catch (const c10::Error& e) {
     return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // Gloo's own exceptions (gloo::IoException) are not c10::Error
+    return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", e.what()));
   }
   if (!kv.ok()) return kv.status();
   if (blocks.data_ptr<int64_t>()[0] < 0) {

@@ -49,7 +49,7 @@ SchedulerOutput Scheduler::Schedule() {
   for (size_t i = 0; i < running_.size();) {
     if (tokens_left == 0 || static_cast<int>(out.chunks.size()) >= options_.max_num_seqs) break;
     Sequence* seq = running_[i];
-    const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
+    const int64_t n = std::min({seq->num_uncomputed(), tokens_left, blocks_->MaxChunkTokens()});
     bool self_preempted = false;
     while (!blocks_->AllocateSlots(seq->kv, n)) {
       Sequence* victim = running_.back();  // most recently admitted
@@ -77,7 +77,7 @@ SchedulerOutput Scheduler::Schedule() {
     if (blocks_->prefix_caching() && seq->kv.num_tokens == 0) {
       hit = blocks_->MatchPrefix(seq->kv, seq->tokens.data(), known, known - 1);
     }
-    const int64_t n = std::min(seq->num_uncomputed(), tokens_left);
+    const int64_t n = std::min({seq->num_uncomputed(), tokens_left, blocks_->MaxChunkTokens()});
     if (!blocks_->AllocateSlots(seq->kv, n)) {
       if (hit > 0) blocks_->Release(seq->kv);  // the cached blocks stay cached
       break;  // FCFS: nobody overtakes the head of the queue

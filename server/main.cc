@@ -279,6 +279,7 @@ int Run(const std::vector<std::string>& args) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);  // a worker process of this node exited
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto dtype = stepserve::ParseDtype(absl::GetFlag(FLAGS_dtype));
@@ -362,6 +363,7 @@ int Run(const std::vector<std::string>& args) {
         std::_Exit(1);
       }
       ex->Abort(s);
+      kill(getpid(), SIGUSR2);
     });
     if (!launched.ok()) {
       LogError(launched.status().message());
@@ -397,6 +399,24 @@ int Run(const std::vector<std::string>& args) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  if (signal_number == SIGUSR2) {
+    // A worker exited: the engine fails the group at its next collective (then SIGUSR1). If it is stuck
+    // inside one that never returns (an NCCL all-reduce with a dead peer waits for the watchdog), stop
+    // anyway: clients then see the connection drop, which gRPC reports as UNAVAILABLE too.
+    sigset_t failed;
+    sigemptyset(&failed);
+    sigaddset(&failed, SIGUSR1);
+    const timespec limit{static_cast<time_t>(absl::GetFlag(FLAGS_dist_timeout_s)) + 5, 0};
+    if (sigtimedwait(&failed, nullptr, &limit) != SIGUSR1) {
+      LogError("the engine did not notice the failed rank within --dist_timeout_s; exiting now");
+      (*server)->BeginDrain();
+      if (local_ranks) local_ranks->Kill();
+      std::_Exit(1);
+    }
+    signal_number = SIGUSR1;
+  }
+  // From here on ranks exit because of this stop (a drain's stop message, or the failure): not news.
+  if (local_ranks) local_ranks->ExpectExits();
   if (signal_number == SIGUSR1) {
     LogError("the tensor-parallel group failed; stopping (exit code 1 so that the group restarts)");
     (*server)->Drain(absl::ZeroDuration());

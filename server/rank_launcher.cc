@@ -75,6 +75,7 @@ void RankLauncher::Watch() {
     }
     FailureCallback notify;
     absl::Status failure;
+    std::lock_guard<std::mutex> callback_lock(callback_mu_);
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (Child& c : children_) {
@@ -85,7 +86,8 @@ void RankLauncher::Watch() {
           // The group failed through a collective first; still say which rank ended and how.
           LogError("rank ", c.rank, " (pid ", pid, ") ", DescribeExit(status));
         }
-        if (!stopping_) {
+        const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;  // told to stop by rank 0
+        if (!stopping_ && !clean) {
           failure = absl::UnavailableError(absl::StrCat("rank ", c.rank, " (pid ", pid, ") ", DescribeExit(status)));
           notify = std::move(on_failure_);
           on_failure_ = nullptr;
@@ -97,11 +99,14 @@ void RankLauncher::Watch() {
   }
 }
 
+void RankLauncher::ExpectExits() {
+  std::lock_guard<std::mutex> callback_lock(callback_mu_);
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+}
+
 absl::Status RankLauncher::Wait(absl::Duration timeout) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
+  ExpectExits();
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     {

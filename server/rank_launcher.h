@@ -19,7 +19,8 @@ namespace stepserve::server {
 
 class RankLauncher {
  public:
-  // Called once, from the watcher thread, when a rank exits before Stop() (its exit status in the message).
+  // Called once, from the watcher thread, when a rank exits with a non-zero status (or a signal) before
+  // ExpectExits(); a rank that exits 0 was told to stop by rank 0 and is no failure.
   using FailureCallback = std::function<void(const absl::Status&)>;
 
   // Starts one process per rank in `ranks`: /proc/self/exe with `args` (argv without argv[0]) and
@@ -30,6 +31,9 @@ class RankLauncher {
                                                              FailureCallback on_failure);
   ~RankLauncher();  // Kill()
 
+  // From now on exits are expected (a drain or a failure is under way): the failure callback never runs
+  // again, and is not running when this returns.
+  void ExpectExits();
   // Waits up to `timeout` for every rank to exit on its own (after rank 0 sent stop), then kills the rest.
   // OK when every rank exited with status 0.
   absl::Status Wait(absl::Duration timeout);
@@ -48,6 +52,7 @@ class RankLauncher {
     int status = 0;
   };
   std::mutex mu_;
+  std::mutex callback_mu_;  // held while the failure callback runs
   std::vector<Child> children_;
   bool stopping_ = false;  // exits are expected from now on
   FailureCallback on_failure_;

@@ -299,5 +299,24 @@ TEST(PrefixCacheExecutorTest, CacheSaltIsolatesTenants) {
   EXPECT_EQ(stats.prefix_cache_hits_total, 28);  // the third request only: 29 tokens -> 7 blocks
 }
 
+// With caching a chunk stores every key in the sliding pool too; a small budget caps that pool below one
+// long chunk's blocks, and the scheduler must cut the chunk instead of retrying it forever.
+TEST(PrefixCacheExecutorTest, LongPrefillFitsASmallSlidingPool) {
+  ExecutorOptions options;
+  options.block_size = 4;
+  options.max_num_seqs = 2;
+  options.max_num_batched_tokens = 512;
+  options.kv_cache_bytes = 640 << 10;  // full pool: 80 blocks (320 tokens); sliding pool: 53 blocks
+  auto ex = Executor::Create(testing::LoadTinyModel(), options);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  std::vector<int32_t> prompt(300);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 31) % 300);
+  testing::OutputCollector collector;
+  ASSERT_TRUE((*ex)->Submit(testing::GreedyRequest("long", prompt, 4), collector.Callback()).ok());
+  ASSERT_TRUE(collector.WaitFinished(1, absl::Seconds(60)));
+  EXPECT_EQ(collector.Get("long").reason, FinishReason::kLength);
+  EXPECT_EQ(collector.Get("long").tokens.size(), 4u);
+}
+
 }  // namespace
 }  // namespace stepserve
