@@ -244,6 +244,14 @@ TEST(PrefixCacheExecutorTest, ContinuationsIdenticalWithCachingOnAndOff) {
       requests.push_back(r);
     }
   }
+  // The golden greedy cases, twice each: the second time their whole prompt but the last token is cached.
+  const std::vector<testing::GreedyCase> golden = testing::GreedyCases();
+  for (int round = 0; round < 2; ++round) {
+    for (size_t c = 0; c < golden.size(); ++c) {
+      requests.push_back(testing::GreedyRequest("golden" + std::to_string(c) + "-" + std::to_string(round),
+                                                golden[c].prompt, static_cast<int>(golden[c].greedy.size())));
+    }
+  }
   ExecutorOptions options;
   options.block_size = 4;
   options.max_num_batched_tokens = 16;  // chunked prefills: hits at chunk ends and inside chunks
@@ -251,6 +259,9 @@ TEST(PrefixCacheExecutorTest, ContinuationsIdenticalWithCachingOnAndOff) {
   const auto off = RunRequests(false, requests, true, options);
   const auto on = RunRequests(true, requests, true, options, &on_stats);
   for (const GenerationRequest& r : requests) EXPECT_EQ(on.at(r.id), off.at(r.id)) << r.id;
+  for (size_t c = 0; c < golden.size(); ++c) {
+    EXPECT_EQ(on.at("golden" + std::to_string(c) + "-1"), golden[c].greedy) << "golden case " << c;
+  }
   EXPECT_GT(on_stats.prefix_cache_hits_total, 0);
   // All at once too (hits then depend on which prompt's blocks committed first).
   const auto concurrent = RunRequests(true, requests, false, options);
