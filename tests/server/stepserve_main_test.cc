@@ -19,89 +19,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "tests/server/child_process.h"
 #include "tests/server/server_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve::testing {
 namespace {
-
-// A child process whose stderr is collected by a reader thread.
-class Child {
- public:
-  explicit Child(const std::vector<std::string>& args) {
-    int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      dup2(fds[1], STDERR_FILENO);
-      int devnull = open("/dev/null", O_WRONLY);
-      if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    reader_ = std::thread([this, fd = fds[0]] {
-      char buffer[4096];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
-        std::lock_guard<std::mutex> lock(mu_);
-        output_.append(buffer, static_cast<size_t>(n));
-      }
-      close(fd);
-    });
-  }
-  ~Child() {
-    if (!exited_) {
-      kill(pid_, SIGKILL);
-      int status;
-      waitpid(pid_, &status, 0);
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  std::string output() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return output_;
-  }
-  void Signal(int sig) { kill(pid_, sig); }
-  // The exit code, or -1 when it did not exit in time (or died of a signal).
-  int WaitExit(absl::Duration timeout) {
-    int status = 0;
-    const bool done = WaitFor(
-        [&] {
-          if (exited_) return true;
-          if (waitpid(pid_, &status, WNOHANG) == pid_) {
-            exited_ = true;
-            exit_status_ = status;
-          }
-          return exited_;
-        },
-        timeout);
-    if (!done) return -1;
-    return WIFEXITED(exit_status_) ? WEXITSTATUS(exit_status_) : -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int exit_status_ = 0;
-  std::mutex mu_;
-  std::string output_;
-  std::thread reader_;
-};
-
-int ParsePort(const std::string& log) {
-  std::smatch match;
-  static const std::regex kListening("gRPC listening on 127\\.0\\.0\\.1:([0-9]+)");
-  if (std::regex_search(log, match, kListening)) return std::stoi(match[1]);
-  return 0;
-}
 
 TEST(StepserveMainTest, ServesTheTinyCheckpointAndDrainsOnSigterm) {
   Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--device=cpu",
