@@ -73,7 +73,8 @@ ABSL_FLAG(bool, dry_run, false,
           "Print the per-rank weight bytes, the KV capacity per rank and the longest context that fits, then exit "
           "without loading any weight.");
 ABSL_FLAG(double, dry_run_device_memory_gib, 141.0,
-          "--dry_run: memory of each device in GiB (141: H200, 80: H100).");
+          "--dry_run: memory of each device in GiB (141: H200, 80: H100); the KV cache gets "
+          "--kv_cache_memory_fraction (0.9 when unset) of what the weights leave.");
 
 namespace {
 

@@ -35,7 +35,8 @@ absl::StatusOr<CapacityPlan> PlanCapacity(const ModelConfig& config, const Capac
       rc.weight_bytes += s.numel() * elem;
       if (r == 0 && s.dim < 0) plan.replicated_weight_bytes += s.numel() * elem;
     }
-    rc.kv_bytes = static_cast<int64_t>(static_cast<double>(o.device_memory_bytes) * o.memory_fraction) - rc.weight_bytes;
+    const int64_t left = o.device_memory_bytes - rc.weight_bytes;
+    rc.kv_bytes = left > 0 ? static_cast<int64_t>(static_cast<double>(left) * o.memory_fraction) : left;
     absl::StatusOr<KvCacheOptions> kv = absl::ResourceExhaustedError("no memory left");
     if (rc.kv_bytes > 0) {
       kv = KvCacheOptionsFromBudget(RankLocalAttentionConfig(config, p), rc.kv_bytes, o.block_size, o.max_num_seqs,
@@ -62,7 +63,7 @@ std::string FormatCapacityPlan(const ModelConfig& config, const CapacityPlanOpti
       c10::toString(o.dtype), " (", GiB(plan.replicated_weight_bytes), " replicated on every rank)\n",
       "group: --tensor_parallel_size=", o.tensor_parallel_size, o.expert_parallel ? " --expert_parallel" : "",
       "; per device ", GiB(o.device_memory_bytes), ", ", absl::StrFormat("%.0f%%", o.memory_fraction * 100),
-      " of it for weights + KV cache\n");
+      " of what the weights leave for the KV cache (--kv_cache_memory_fraction)\n");
   absl::StrAppend(&out, absl::StrFormat("%-5s %14s %14s %16s %16s\n", "rank", "weights", "kv cache", "kv tokens",
                                         "longest context"));
   for (const RankCapacity& r : plan.ranks) {

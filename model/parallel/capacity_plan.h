@@ -19,7 +19,9 @@ struct CapacityPlanOptions {
   bool expert_parallel = false;
   at::ScalarType dtype = at::kBFloat16;
   int64_t device_memory_bytes = 0;
-  double memory_fraction = 0.9;  // of the device's memory for weights + KV cache (the rest: activations, NCCL)
+  // Of the memory left after the rank's weights, the part for the KV cache (the rest: activations, NCCL):
+  // what --kv_cache_memory_fraction means at run time (a fraction of the free device memory after loading).
+  double memory_fraction = 0.9;
   int block_size = 16;
   int max_num_seqs = 32;
   int max_num_batched_tokens = 512;
