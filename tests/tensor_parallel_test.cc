@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/executor.h"
 #include "model/kv_cache.h"
+#include "model/parallel/capacity_plan.h"
 #include "model/parallel/parallel_config.h"
 #include "model/parallel/step_broadcast.h"
 #include "model/parallel/weight_sharding.h"
@@ -314,6 +315,34 @@ TEST(TensorParallelTest, ExecutorOnTwoRanksGivesTheGoldenGreedyContinuations) {
       EXPECT_EQ(c.tokens, cases[i % cases.size()].greedy) << "request " << i << (ep ? " (expert parallel)" : "");
     }
   }
+}
+
+// --dry_run's arithmetic: per-rank weights as the shards count them, the KV cache a fraction of what they
+// leave, the longest context capped by max_position_embeddings, and "does not fit" when nothing is left.
+TEST(TensorParallelTest, CapacityPlanPerRank) {
+  const ModelConfig config = HeadPatternConfig();
+  CapacityPlanOptions o;
+  o.tensor_parallel_size = 4;
+  o.dtype = at::kBFloat16;
+  o.device_memory_bytes = 64ll << 20;
+  o.memory_fraction = 0.5;
+  absl::StatusOr<CapacityPlan> plan = PlanCapacity(config, o);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->ranks.size(), 4u);
+  EXPECT_TRUE(plan->fits);
+  for (const RankCapacity& r : plan->ranks) {
+    EXPECT_EQ(r.weight_bytes, RankWeightBytes(config, {4, r.rank, false}, 2));
+    EXPECT_EQ(r.kv_bytes, (o.device_memory_bytes - r.weight_bytes) / 2);
+    EXPECT_GT(r.kv_capacity_tokens, 0);
+    EXPECT_EQ(r.longest_context, std::min<int64_t>(r.kv_capacity_tokens, config.max_position_embeddings));
+  }
+  o.device_memory_bytes = plan->ranks[0].weight_bytes / 2;  // the weights alone do not fit
+  plan = PlanCapacity(config, o);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_FALSE(plan->fits);
+  EXPECT_NE(FormatCapacityPlan(config, o, *plan).find("does NOT fit"), std::string::npos);
+  o.tensor_parallel_size = 3;  // 64 query heads
+  EXPECT_EQ(PlanCapacity(config, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
