@@ -62,7 +62,8 @@ int32_t BlockManager::BlocksNeeded(const KvSequence& seq, int64_t num_new, Atten
   const int64_t kept_from = FirstVisiblePosition(start, kind);
   int32_t freed = 0, needed = 0;
   for (int64_t b = 0; b < static_cast<int64_t>(table.size()); ++b) {
-    if (table[b] >= 0 && (b + 1) * B <= kept_from) ++freed;
+    // Only a block this sequence holds alone goes back to the pool (a shared prefix block stays in use).
+    if (table[b] >= 0 && (b + 1) * B <= kept_from && ref_count_[Index(kind)][table[b]] == 1) ++freed;
   }
   const int64_t write_from = FirstStoredPosition(start, num_new, kind);
   for (int64_t b = write_from / B; write_from < length && b <= (length - 1) / B; ++b) {

@@ -54,7 +54,7 @@ cmake --build "$BUILD" >"$OUT/build.log" 2>&1 \
   || { log "build FAILED (build.log)"; grep -m20 -B2 -A8 "error" "$OUT/build.log"; exit 1; }
 
 log "1. CUDA-labelled tests, one per process, CUDA_LAUNCH_BLOCKING=1"
-CUDA_LAUNCH_BLOCKING=1 STEPSERVE_TEST_DEVICE=cuda ctest --test-dir "$BUILD" -L cuda --timeout 120 \
+CUDA_LAUNCH_BLOCKING=1 STEPSERVE_TEST_DEVICE=cuda ctest --test-dir "$BUILD" -L '^cuda$' --timeout 120 \
   --output-junit "$OUT/cuda-tests.xml" >"$OUT/cuda-tests.log" 2>&1 || status=1
 tail -5 "$OUT/cuda-tests.log" | tee -a "$OUT/summary.txt"
 
