@@ -13,7 +13,7 @@ namespace stepserve {
 Attention::Attention(const ModelConfig& config, int layer_index, const ModelWeights& weights, at::Device device,
                      const ParallelContext& parallel)
     : layer_index_(layer_index),
-      layer_(RankLocalAttentionConfig(config, parallel.config).layers[layer_index]),
+      layer_(RankLocalLayer(config.layers[layer_index], parallel.config)),
       parallel_(&parallel),
       head_dim_(config.head_dim),
       eps_(config.rms_norm_eps),

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "model/device_memory.h"
+#include "model/exception_text.h"
 #include "model/logging.h"
 #include "model/parallel/step_broadcast.h"
 #include "model/request_validation.h"
@@ -251,10 +252,8 @@ absl::StatusOr<at::Tensor> Executor::Impl::RunForward(const StepPlan& plan, int6
   } catch (const c10::OutOfMemoryError& e) {
     *out_of_memory = true;
     return absl::InternalError(absl::StrCat("engine step failed: device out of memory: ", e.what_without_backtrace()));
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("engine step failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("engine step failed: ", e.what()));
+    return absl::InternalError(absl::StrCat("engine step failed: ", ExceptionText(e)));
   } catch (...) {
     return absl::InternalError("engine step failed: unknown exception");
   }
@@ -388,10 +387,8 @@ bool Executor::Impl::Heartbeat() {
     SendHeartbeat(*comm_);
     last_contact_ = absl::Now();
     return true;
-  } catch (const c10::Error& e) {
-    failure = absl::UnavailableError(absl::StrCat("heartbeat failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    failure = absl::UnavailableError(absl::StrCat("heartbeat failed: ", e.what()));
+    failure = absl::UnavailableError(absl::StrCat("heartbeat failed: ", ExceptionText(e)));
   }
   FailGroup(failure);
   return false;
@@ -520,10 +517,8 @@ absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const Executor
   }
   try {
     model.parallel().comm->AllReduceMin(blocks);
-  } catch (const c10::Error& e) {
-    return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {  // Gloo's own exceptions (gloo::IoException) are not c10::Error
-    return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", e.what()));
+  } catch (const std::exception& e) {  // c10::Error, or Gloo's own gloo::IoException
+    return absl::UnavailableError(absl::StrCat("the ranks could not agree on the KV cache: ", ExceptionText(e)));
   }
   if (!kv.ok()) return kv.status();
   if (blocks.data_ptr<int64_t>()[0] < 0) {

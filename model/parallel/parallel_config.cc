@@ -79,13 +79,16 @@ IndexRange ExpertIntermediateRange(const ModelConfig& config, const ParallelConf
   return EvenSlice(config.moe_intermediate_size, p);
 }
 
+LayerConfig RankLocalLayer(const LayerConfig& layer, const ParallelConfig& p) {
+  LayerConfig local = layer;
+  local.num_heads = static_cast<int>(QueryHeadRange(layer, p).size);
+  local.num_kv_heads = static_cast<int>(KvHeadRange(layer, p).size);
+  return local;
+}
+
 ModelConfig RankLocalAttentionConfig(const ModelConfig& config, const ParallelConfig& p) {
   ModelConfig local = config;
-  for (LayerConfig& l : local.layers) {
-    const int64_t heads = QueryHeadRange(l, p).size, kv = KvHeadRange(l, p).size;
-    l.num_heads = static_cast<int>(heads);
-    l.num_kv_heads = static_cast<int>(kv);
-  }
+  for (LayerConfig& l : local.layers) l = RankLocalLayer(l, p);
   return local;
 }
 

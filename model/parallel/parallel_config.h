@@ -38,6 +38,8 @@ IndexRange ExpertRange(const ModelConfig& config, const ParallelConfig& parallel
 // This rank's slice of each expert's intermediate dimension: all of it with expert parallelism.
 IndexRange ExpertIntermediateRange(const ModelConfig& config, const ParallelConfig& parallel);
 
+// A layer with num_heads / num_kv_heads set to this rank's.
+LayerConfig RankLocalLayer(const LayerConfig& layer, const ParallelConfig& parallel);
 // The config with every layer's num_heads / num_kv_heads set to this rank's: what sizes its KV pools.
 ModelConfig RankLocalAttentionConfig(const ModelConfig& config, const ParallelConfig& parallel);
 

@@ -2,9 +2,9 @@
 
 #include <exception>
 
-#include <c10/util/Exception.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/exception_text.h"
 #include "model/logging.h"
 #include "model/parallel/step_broadcast.h"
 
@@ -34,12 +34,9 @@ absl::Status ServeWorkerSteps(const CausalLM& model, KvPools* pools) {
       }
       ++steps;
     }
-  } catch (const c10::Error& e) {
-    return absl::UnavailableError(absl::StrCat("rank ", comm.rank(), ": the tensor-parallel group failed after ",
-                                               steps, " steps: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rank ", comm.rank(), ": the tensor-parallel group failed after ",
-                                               steps, " steps: ", e.what()));
+                                               steps, " steps: ", ExceptionText(e)));
   }
 }
 
