@@ -49,10 +49,15 @@ struct DepthCounter {
   throw JinjaError(e.what(), pos.line, pos.col, e.code);
 }
 
-int64_t CheckedInt(bool overflow, int64_t v, const char* op) {
-  if (overflow) throw JinjaError(absl::StrCat("integer overflow in '", op, "'"));
-  return v;
+template <typename F>
+int64_t CheckedInt(F op_fn, int64_t a, int64_t b, const char* op) {
+  int64_t r = 0;
+  if (op_fn(a, b, &r)) throw JinjaError(absl::StrCat("integer overflow in '", op, "'"));
+  return r;
 }
+bool AddOverflow(int64_t a, int64_t b, int64_t* r) { return __builtin_add_overflow(a, b, r); }
+bool SubOverflow(int64_t a, int64_t b, int64_t* r) { return __builtin_sub_overflow(a, b, r); }
+bool MulOverflow(int64_t a, int64_t b, int64_t* r) { return __builtin_mul_overflow(a, b, r); }
 
 int64_t FloorDiv(int64_t a, int64_t b) {
   if (a == std::numeric_limits<int64_t>::min() && b == -1) throw JinjaError("integer overflow in '//'");
@@ -513,9 +518,8 @@ Value Interpreter::EvalBinary(const std::string& op, const Value& a, const Value
   };
   const bool ints = a.IsIntegral() && b.IsIntegral();
   const bool nums = a.IsNumber() && b.IsNumber();
-  int64_t r = 0;
   if (op == "+") {
-    if (ints) return Value::Int(CheckedInt(__builtin_add_overflow(a.AsInt(), b.AsInt(), &r), r, "+"));
+    if (ints) return Value::Int(CheckedInt(AddOverflow, a.AsInt(), b.AsInt(), "+"));
     if (nums) return Value::Float(a.AsDouble() + b.AsDouble());
     if (a.IsString() && b.IsString()) {
       CheckSize(a.s().size() + b.s().size());
@@ -532,12 +536,12 @@ Value Interpreter::EvalBinary(const std::string& op, const Value& a, const Value
     return unsupported();
   }
   if (op == "-") {
-    if (ints) return Value::Int(CheckedInt(__builtin_sub_overflow(a.AsInt(), b.AsInt(), &r), r, "-"));
+    if (ints) return Value::Int(CheckedInt(SubOverflow, a.AsInt(), b.AsInt(), "-"));
     if (nums) return Value::Float(a.AsDouble() - b.AsDouble());
     return unsupported();
   }
   if (op == "*") {
-    if (ints) return Value::Int(CheckedInt(__builtin_mul_overflow(a.AsInt(), b.AsInt(), &r), r, "*"));
+    if (ints) return Value::Int(CheckedInt(MulOverflow, a.AsInt(), b.AsInt(), "*"));
     if (nums) return Value::Float(a.AsDouble() * b.AsDouble());
     if ((a.IsString() || a.IsList()) && b.IsIntegral()) return Repeat(a, b.AsInt(), *this);
     if ((b.IsString() || b.IsList()) && a.IsIntegral()) return Repeat(b, a.AsInt(), *this);
