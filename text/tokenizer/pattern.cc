@@ -9,7 +9,9 @@ absl::StatusOr<std::unique_ptr<Regex>> PatternFromJson(const nlohmann::json& pat
   if (!pattern.is_object() || pattern.size() != 1) {
     return JsonError(path, "expected {\"String\": ...} or {\"Regex\": ...}");
   }
-  const auto& [kind, value] = *pattern.items().begin();
+  const auto entry = pattern.begin();
+  const std::string kind = entry.key();
+  const nlohmann::json& value = entry.value();
   if (!value.is_string()) return JsonError(JsonPathJoin(path, kind), "expected a string");
   absl::StatusOr<std::unique_ptr<Regex>> re;
   if (kind == "String") {
