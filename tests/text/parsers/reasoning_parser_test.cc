@@ -1,5 +1,6 @@
 #include "text/parsers/reasoning_parser.h"
 
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct Case {
   std::string content;
   bool starts_in_reasoning = true;
 };
+
+// gtest prints a failing parameter by its name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::vector<Case> Cases() {
   return {

@@ -1,6 +1,7 @@
 #include "text/parsers/tool_call_parser.h"
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct Case {
   std::string content;
   std::vector<ExpectedCall> calls;
 };
+
+// gtest prints a failing parameter by its name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::vector<Case> Cases() {
   return {
@@ -123,6 +127,13 @@ std::vector<Case> Cases() {
        "<function=get_weather>\n</function>\n</tool_call>\n\n",
        "\nand then\n",
        {{"get_weather", "{}"}, {"get_weather", "{}"}}},
+      {"bad_function_name_is_content", "<tool_call>\n<function=a<b>\n</function>\n</tool_call>",
+       "<tool_call>\n<function=a<b>\n</function>\n</tool_call>", {}},
+      {"second_block_valid_after_bad_one",
+       "x <tool_call> oops\n<tool_call>\n<function=get_weather>\n<parameter=days>\n 4 \n</parameter>\n"
+       "</function>\n</tool_call>",
+       "x <tool_call> oops\n",
+       {{"get_weather", R"({"days": 4})"}}},
       {"empty", "", "", {}},
   };
 }
