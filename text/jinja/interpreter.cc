@@ -278,10 +278,11 @@ Interpreter::Flow Interpreter::ExecFor(const Node& n) {
       frame->Set(n.targets[0], item);
       return;
     }
-    if (!item.IsList() || item.list->size() != n.targets.size()) {
+    std::vector<Value> parts = IterateValue(item);
+    if (parts.size() != n.targets.size()) {
       throw JinjaError(absl::StrCat("cannot unpack ", Repr(item), " into ", n.targets.size(), " loop variables"));
     }
-    for (size_t k = 0; k < n.targets.size(); ++k) frame->Set(n.targets[k], (*item.list)[k]);
+    for (size_t k = 0; k < n.targets.size(); ++k) frame->Set(n.targets[k], parts[k]);
   };
   if (n.cond != nullptr) {
     std::vector<Value> kept;
@@ -338,10 +339,11 @@ void Interpreter::ExecSet(const Node& n) {
     frame_->Set(n.targets[0], std::move(v));
     return;
   }
-  if (!v.IsList() || v.list->size() != n.targets.size()) {
+  std::vector<Value> parts = IterateValue(v);
+  if (parts.size() != n.targets.size()) {
     throw JinjaError(absl::StrCat("cannot unpack ", Repr(v), " into ", n.targets.size(), " variables"));
   }
-  for (size_t k = 0; k < n.targets.size(); ++k) frame_->Set(n.targets[k], (*v.list)[k]);
+  for (size_t k = 0; k < n.targets.size(); ++k) frame_->Set(n.targets[k], parts[k]);
 }
 
 Value Interpreter::MakeMacro(std::shared_ptr<MacroDef> def) {
