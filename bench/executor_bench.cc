@@ -20,8 +20,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "model/executor.h"
-#include "model/logging.h"
+#include "engine/executor.h"
+#include "engine/forward_batch.h"
+#include "common/logging.h"
 #include "model/model_loader.h"
 
 namespace stepserve {
@@ -136,7 +137,7 @@ void EngineOverhead(const Flags& flags, int batch, int context, int steps) {
     for (auto& t : toks) t = rng() % vocab;
     prefill.token_ids = at::tensor(toks, at::TensorOptions().dtype(at::kLong));
     prefill.seqs.push_back({context, 0, &seqs[b]});
-    (void)model->Forward(prefill, &cache);
+    (void)Forward(*model, prefill, &cache);
   }
   std::vector<double> bare;
   for (int s = 0; s < steps; ++s) {
@@ -146,7 +147,7 @@ void EngineOverhead(const Flags& flags, int batch, int context, int steps) {
     step.token_ids = at::tensor(toks, at::TensorOptions().dtype(at::kLong));
     for (int b = 0; b < batch; ++b) step.seqs.push_back({1, seqs[b].num_tokens, &seqs[b]});
     const absl::Time t0 = absl::Now();
-    (void)model->Forward(step, &cache);
+    (void)Forward(*model, step, &cache);
     bare.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
   }
   for (auto& s : seqs) cache.blocks().Release(s);

@@ -9,8 +9,9 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "model/kv_cache.h"
-#include "model/logging.h"
+#include "engine/forward_batch.h"
+#include "engine/kv_cache.h"
+#include "common/logging.h"
 #include "model/model_loader.h"
 
 namespace stepserve {
@@ -62,7 +63,7 @@ void BM_Prefill512(benchmark::State& state) {
     ForwardBatch batch;
     batch.token_ids = tokens;
     batch.seqs.push_back({T, 0, &seq});
-    auto logits = model.Forward(batch, cache.get());
+    auto logits = Forward(model, batch, cache.get());
     if (!logits.ok()) state.SkipWithError("forward failed");
     benchmark::DoNotOptimize(logits->data_ptr());
   }
@@ -81,14 +82,14 @@ void BM_DecodeStep(benchmark::State& state) {
     ForwardBatch prefill;
     prefill.token_ids = RandomTokens(context, model.config().vocab_size, 100 + b);
     prefill.seqs.push_back({context, 0, &seqs[b]});
-    if (!model.Forward(prefill, cache.get()).ok()) state.SkipWithError("prefill failed");
+    if (!Forward(model, prefill, cache.get()).ok()) state.SkipWithError("prefill failed");
   }
   at::Tensor next = RandomTokens(batch_size, model.config().vocab_size, 7);
   for (auto _ : state) {
     ForwardBatch step;
     step.token_ids = next;
     for (int64_t b = 0; b < batch_size; ++b) step.seqs.push_back({1, seqs[b].num_tokens, &seqs[b]});
-    auto logits = model.Forward(step, cache.get());
+    auto logits = Forward(model, step, cache.get());
     if (!logits.ok()) state.SkipWithError("decode failed");
     benchmark::DoNotOptimize(logits->data_ptr());
   }

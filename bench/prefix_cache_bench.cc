@@ -17,8 +17,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "model/executor.h"
-#include "model/logging.h"
+#include "engine/executor.h"
+#include "common/logging.h"
 #include "model/model_loader.h"
 
 namespace stepserve {

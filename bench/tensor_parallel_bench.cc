@@ -1,6 +1,6 @@
 // Tensor parallelism on the CPU, side by side in one run: the `small` preset on 1 rank against 2 ranks
 // (separate processes, Gloo over loopback, the machine's cores split evenly between the ranks). Rank 0
-// drives the steps through CausalLM::Forward, as the executor does; the other ranks run ServeWorkerSteps.
+// drives the steps through Forward (engine/forward_batch.h), whose step runner sends each plan as the executor does; the other ranks run ServeWorkerSteps.
 // Reports the median decode step and prefill latency and the time rank 0 spends inside collectives per
 // step (the all-reduces after attention and the MLP, the plan broadcast): what the communication costs;
 // and rank 0's lm_head GEMM of a decode step (split by vocabulary on a group).
@@ -26,11 +26,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "model/executor.h"
+#include "engine/executor.h"
+#include "engine/forward_batch.h"
 #include "model/model_loader.h"
-#include "model/parallel/communicator.h"
-#include "model/parallel/step_broadcast.h"
-#include "model/parallel/worker.h"
+#include "parallel/communicator.h"
+#include "engine/step_broadcast.h"
+#include "engine/step_runner.h"
 
 namespace stepserve {
 namespace {
@@ -89,7 +90,7 @@ int RunRank(const Flags& f) {
     ForwardBatch batch;
     batch.token_ids = at::zeros({8}, at::kLong);
     batch.seqs.push_back({8, 0, &warm});
-    if (!m.Forward(batch, &cache).ok()) return 1;
+    if (!Forward(m, batch, &cache).ok()) return 1;
     cache.blocks().Release(warm);
   }
   for (int batch : f.batches) {
@@ -98,7 +99,7 @@ int RunRank(const Flags& f) {
     prefill.token_ids = at::randint(m.config().vocab_size, {int64_t{batch} * f.context}, at::kLong);
     for (KvSequence& s : seqs) prefill.seqs.push_back({f.context, 0, &s});
     const absl::Time p0 = absl::Now();
-    if (!m.Forward(prefill, &cache).ok()) return 1;
+    if (!Forward(m, prefill, &cache).ok()) return 1;
     const double prefill_ms = absl::ToDoubleMilliseconds(absl::Now() - p0);
     std::vector<double> decode_ms;
     const CollectiveStats before = m.parallel().comm ? m.parallel().comm->stats() : CollectiveStats();
@@ -107,7 +108,7 @@ int RunRank(const Flags& f) {
       decode.token_ids = at::randint(m.config().vocab_size, {batch}, at::kLong);
       for (KvSequence& s : seqs) decode.seqs.push_back({1, s.num_tokens, &s});
       const absl::Time t0 = absl::Now();
-      if (!m.Forward(decode, &cache).ok()) return 1;
+      if (!Forward(m, decode, &cache).ok()) return 1;
       decode_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
     }
     const CollectiveStats after = m.parallel().comm ? m.parallel().comm->stats() : CollectiveStats();
@@ -127,7 +128,7 @@ int RunRank(const Flags& f) {
                 static_cast<double>(after.all_reduces - before.all_reduces) / f.steps, Median(lm_head_ms));
     std::fflush(stdout);
   }
-  if (m.parallel().comm) SendStop(*m.parallel().comm);
+  StepRunner(m).Stop();
   return 0;
 }
 

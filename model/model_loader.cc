@@ -6,11 +6,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "model/checkpoint.h"
-#include "model/logging.h"
-#include "model/parallel/weight_sharding.h"
-#include "model/presets.h"
-#include "model/status_macros.h"
+#include "model/loading/checkpoint.h"
+#include "common/logging.h"
+#include "model/loading/weight_sharding.h"
+#include "model/loading/presets.h"
+#include "common/status_macros.h"
 
 namespace stepserve {
 

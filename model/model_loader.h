@@ -9,9 +9,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
-#include "model/causal_lm.h"
-#include "model/parallel/communicator.h"
-#include "model/parallel/parallel_config.h"
+#include "model/layers/causal_lm.h"
+#include "parallel/communicator.h"
+#include "model/loading/tensor_split.h"
 
 namespace stepserve {
 

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "model/logging.h"
+#include "common/logging.h"
 
 namespace stepserve::server {
 
@@ -103,7 +103,7 @@ class GenerateService::GenerateReactor final : public grpc::ServerWriteReactor<v
       Refuse(absl::UnavailableError("the model is still loading; not serving yet"));
       return;
     }
-    // Conversion only: Submit validates (model/request_validation.h) and its INVALID_ARGUMENT names the field.
+    // Conversion only: Submit validates (engine/request_validation.h) and its INVALID_ARGUMENT names the field.
     GenerationRequest request = ToGenerationRequest(proto, defaults);
     // The one request-id scheme: the server names a request its client left unnamed "stepserve-N" (N counts
     // from 1 per server); the executor assigns no ids of its own.

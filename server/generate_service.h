@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "model/executor.h"
+#include "engine/executor.h"
 #include "server/metrics.h"
 #include "server/request_validation.h"
 #include "stepserve/v1/stepserve.grpc.pb.h"

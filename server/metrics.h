@@ -20,8 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "model/executor.h"
-#include "model/generation.h"
+#include "engine/executor.h"
+#include "engine/generation.h"
 
 namespace stepserve::server {
 

@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "model/logging.h"
+#include "common/logging.h"
 
 namespace stepserve::server {
 namespace {

@@ -1,13 +1,13 @@
 // A proto GenerateRequest -> the executor's GenerationRequest. A pure conversion, unit-tested without a
 // server: it checks nothing, because every field the proto can carry has a GenerationRequest counterpart
 // of the same type (no oneof, no required message, no narrowing), so there is no error only the proto can
-// have. The one validator is the model core's (model/request_validation.h), which Executor::Submit runs:
+// have. The one validator is the model core's (engine/request_validation.h), which Executor::Submit runs:
 // the server relies on Submit's status (INVALID_ARGUMENT naming the proto field).
 #pragma once
 
 #include <cstdint>
 
-#include "model/generation.h"
+#include "engine/generation.h"
 #include "stepserve/v1/stepserve.pb.h"
 
 namespace stepserve::server {
@@ -19,7 +19,7 @@ struct RequestDefaults {
   int64_t max_context = 0;           // ... and to the room the prompt leaves in this context (but at least 1)
 };
 
-// Unset optional fields take the defaults of model/generation.h; an unset max_new_tokens becomes
+// Unset optional fields take the defaults of engine/generation.h; an unset max_new_tokens becomes
 // max(1, min(default_max_new_tokens, max_new_tokens_cap, max_context - prompt length)). Out-of-range values
 // are copied as they are, for Executor::Submit to refuse. `request_id` is copied as is: the caller assigns
 // one when it is empty (server/generate_service.cc).

@@ -9,9 +9,9 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
-#include "model/logging.h"
+#include "common/logging.h"
 #include "model/model_loader.h"
-#include "model/status_macros.h"
+#include "common/status_macros.h"
 
 namespace stepserve::server {
 namespace {

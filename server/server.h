@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "model/executor.h"
+#include "engine/executor.h"
 #include "server/generate_service.h"
 #include "server/health.h"
 #include "server/metrics.h"

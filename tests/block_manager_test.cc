@@ -1,9 +1,9 @@
 // The block manager (ids, reference counts, free lists) and the step plan built from its block tables.
 #include <gtest/gtest.h>
 
-#include "model/block_manager.h"
-#include "model/presets.h"
-#include "model/step_plan.h"
+#include "engine/block_manager.h"
+#include "model/loading/presets.h"
+#include "engine/step_plan_builder.h"
 
 namespace stepserve {
 namespace {

@@ -8,10 +8,10 @@
 
 #include <ATen/ATen.h>
 
-#include "model/checkpoint.h"
-#include "model/config.h"
+#include "model/loading/checkpoint.h"
+#include "model/loading/config.h"
 #include "model/model_loader.h"
-#include "model/safetensors.h"
+#include "model/loading/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 

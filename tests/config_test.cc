@@ -4,8 +4,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "model/config.h"
-#include "model/presets.h"
+#include "model/loading/config.h"
+#include "model/loading/presets.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 

@@ -10,7 +10,7 @@
 
 #include <c10/util/Exception.h>
 
-#include "model/executor.h"
+#include "engine/executor.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"
 

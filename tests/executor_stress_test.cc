@@ -8,9 +8,9 @@
 
 #include <ATen/Parallel.h>
 
-#include "model/checkpoint.h"
-#include "model/executor.h"
-#include "model/parallel/worker.h"
+#include "model/loading/checkpoint.h"
+#include "engine/executor.h"
+#include "engine/step_runner.h"
 #include "tests/parallel_test_util.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"

@@ -7,7 +7,8 @@
 
 #include <ATen/ATen.h>
 
-#include "model/executor.h"
+#include "engine/executor.h"
+#include "engine/forward_batch.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"
 
@@ -82,14 +83,14 @@ TEST_P(ExecutorTest, TeacherForcedDecodeThroughPagedCache) {
   prefill.token_ids = tokens.narrow(0, 0, 10);
   prefill.seqs.push_back({10, 0, &seq});
   prefill.all_logits = true;
-  auto first = model->Forward(prefill, &cache);
+  auto first = Forward(*model, prefill, &cache);
   ASSERT_TRUE(first.ok());
   EXPECT_LE(testing::MaxAbsDiff(*first, golden.narrow(0, 0, 10)), 1e-4);
   for (int64_t t = 10; t < tokens.numel(); ++t) {
     ForwardBatch step;
     step.token_ids = tokens.narrow(0, t, 1);
     step.seqs.push_back({1, t, &seq});
-    auto logits = model->Forward(step, &cache);
+    auto logits = Forward(*model, step, &cache);
     ASSERT_TRUE(logits.ok());
     EXPECT_LE(testing::MaxAbsDiff(*logits, golden.narrow(0, t, 1)), 1e-4) << "position " << t;
   }

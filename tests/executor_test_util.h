@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "model/executor.h"
-#include "model/generation.h"
+#include "engine/executor.h"
+#include "engine/generation.h"
 
 namespace stepserve::testing {
 

@@ -6,7 +6,7 @@
 #include <sys/wait.h>
 
 #include "absl/strings/str_join.h"
-#include "model/safetensors.h"
+#include "model/loading/safetensors.h"
 #include "tests/test_util.h"
 
 namespace stepserve {

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "engine/step_plan_builder.h"
 #include "model/ops/rms_norm.h"
 #include "tests/test_util.h"
 

@@ -3,8 +3,9 @@
 
 #include <ATen/ATen.h>
 
-#include "model/kv_cache.h"
-#include "model/presets.h"
+#include "engine/forward_batch.h"
+#include "engine/kv_cache.h"
+#include "model/loading/presets.h"
 #include "tests/test_util.h"
 
 namespace stepserve {
@@ -30,13 +31,13 @@ TEST(KvCacheTest, SplitAcrossTwoForwardCallsEqualsOneCall) {
   first.token_ids = tokens.narrow(0, 0, 20);
   first.seqs.push_back({20, 0, &seq});
   first.all_logits = true;
-  auto a = model->Forward(first, &cache);
+  auto a = Forward(*model, first, &cache);
   ASSERT_TRUE(a.ok()) << a.status();
   ForwardBatch second;
   second.token_ids = tokens.narrow(0, 20, 17);
   second.seqs.push_back({17, 20, &seq});
   second.all_logits = true;
-  auto b = model->Forward(second, &cache);
+  auto b = Forward(*model, second, &cache);
   ASSERT_TRUE(b.ok()) << b.status();
   at::Tensor logits = at::cat({*a, *b}, 0);
   EXPECT_LE(MaxAbsDiff(logits, GoldenTensor("seq0.logits")), 1e-4);
@@ -55,7 +56,7 @@ TEST(KvCacheTest, TokenByTokenDecodeMatchesGoldenAndRespectsSlidingBound) {
     ForwardBatch step;
     step.token_ids = tokens.narrow(0, t, 1);
     step.seqs.push_back({1, t, &seq});
-    auto logits = model->Forward(step, &cache);
+    auto logits = Forward(*model, step, &cache);
     ASSERT_TRUE(logits.ok()) << logits.status();
     EXPECT_LE(MaxAbsDiff(*logits, golden.narrow(0, t, 1)), 1e-4) << "position " << t;
     EXPECT_LE(cache.blocks().NumUsedBlocks(AttentionKind::kSliding), bound) << "position " << t;
@@ -77,13 +78,13 @@ TEST(KvCacheTest, BatchOfSequencesWithDifferentOffsets) {
   a.token_ids = at::cat({s0.narrow(0, 0, 30), s1.narrow(0, 0, 5)});
   a.seqs = {{30, 0, &k0}, {5, 0, &k1}};
   a.all_logits = true;
-  auto la = model->Forward(a, &cache);
+  auto la = Forward(*model, a, &cache);
   ASSERT_TRUE(la.ok()) << la.status();
   ForwardBatch b;
   b.token_ids = at::cat({s0.narrow(0, 30, 7), s1.narrow(0, 5, 15)});
   b.seqs = {{7, 30, &k0}, {15, 5, &k1}};
   b.all_logits = true;
-  auto lb = model->Forward(b, &cache);
+  auto lb = Forward(*model, b, &cache);
   ASSERT_TRUE(lb.ok()) << lb.status();
   at::Tensor l0 = at::cat({la->narrow(0, 0, 30), lb->narrow(0, 0, 7)});
   at::Tensor l1 = at::cat({la->narrow(0, 30, 5), lb->narrow(0, 7, 15)});
@@ -100,7 +101,7 @@ TEST(KvCacheTest, RunningOutOfBlocksFailsWithoutSideEffects) {
   ForwardBatch batch;
   batch.token_ids = GoldenTensor("seq1.tokens");  // 20 tokens
   batch.seqs.push_back({20, 0, &seq});
-  auto logits = model->Forward(batch, &cache);
+  auto logits = Forward(*model, batch, &cache);
   EXPECT_EQ(logits.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(seq.num_tokens, 0);
   EXPECT_EQ(cache.blocks().NumUsedBlocks(AttentionKind::kFull), 0);

@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
-#include "model/parallel/weight_sharding.h"
-#include "model/presets.h"
+#include "model/loading/weight_sharding.h"
+#include "model/loading/presets.h"
 
 namespace stepserve::testing {
 

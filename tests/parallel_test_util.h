@@ -5,11 +5,11 @@
 #include <functional>
 #include <memory>
 
-#include "model/causal_lm.h"
-#include "model/config.h"
-#include "model/parallel/communicator.h"
-#include "model/parallel/parallel_config.h"
-#include "model/weights.h"
+#include "model/layers/causal_lm.h"
+#include "model/loading/config.h"
+#include "parallel/communicator.h"
+#include "model/loading/tensor_split.h"
+#include "model/loading/weights.h"
 
 namespace stepserve::testing {
 

@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
-#include "model/block_manager.h"
-#include "model/executor.h"
-#include "model/presets.h"
+#include "engine/block_manager.h"
+#include "engine/executor.h"
+#include "model/loading/presets.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"
 

@@ -1,6 +1,6 @@
-// The model core's one request validator (model/request_validation.h): every bad field is INVALID_ARGUMENT
+// The model core's one request validator (engine/request_validation.h): every bad field is INVALID_ARGUMENT
 // with a message starting with the proto field name, and Executor::Submit answers exactly what it says.
-#include "model/request_validation.h"
+#include "engine/request_validation.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/executor.h"
+#include "engine/executor.h"
 #include "tests/executor_test_util.h"
 #include "tests/test_util.h"
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "model/sampler.h"
+#include "engine/sampler.h"
 
 namespace stepserve {
 namespace {

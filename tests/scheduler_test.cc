@@ -1,8 +1,8 @@
 // Scheduler policy: budgets, chunked prefill, FCFS admission, preemption of the newest, static batching.
 #include <gtest/gtest.h>
 
-#include "model/presets.h"
-#include "model/scheduler.h"
+#include "model/loading/presets.h"
+#include "engine/scheduler.h"
 
 namespace stepserve {
 namespace {

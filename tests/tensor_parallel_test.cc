@@ -12,16 +12,17 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "model/checkpoint.h"
-#include "model/config.h"
-#include "model/executor.h"
-#include "model/kv_cache.h"
-#include "model/parallel/capacity_plan.h"
-#include "model/parallel/parallel_config.h"
-#include "model/parallel/step_broadcast.h"
-#include "model/parallel/weight_sharding.h"
-#include "model/parallel/worker.h"
-#include "model/presets.h"
+#include "model/loading/checkpoint.h"
+#include "model/loading/config.h"
+#include "engine/executor.h"
+#include "engine/forward_batch.h"
+#include "engine/kv_cache.h"
+#include "parallel/capacity_plan.h"
+#include "model/loading/tensor_split.h"
+#include "engine/step_broadcast.h"
+#include "model/loading/weight_sharding.h"
+#include "engine/step_runner.h"
+#include "model/loading/presets.h"
 #include "tests/executor_test_util.h"
 #include "tests/parallel_test_util.h"
 #include "tests/test_util.h"
@@ -63,7 +64,7 @@ std::vector<at::Tensor> RunScenario(const CausalLM& model, uint64_t seed) {
     }
     batch.token_ids = at::cat(ids);
     batch.all_logits = true;
-    absl::StatusOr<at::Tensor> out = model.Forward(batch, &cache);
+    absl::StatusOr<at::Tensor> out = Forward(model, batch, &cache);
     EXPECT_TRUE(out.ok()) << out.status();
     if (!out.ok()) break;
     logits.push_back(*out);

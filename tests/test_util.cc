@@ -9,6 +9,7 @@
 #include <system_error>
 #include <vector>
 
+#include "engine/forward_batch.h"
 #include "model/model_loader.h"
 #include "nlohmann/json.hpp"
 
@@ -75,7 +76,7 @@ at::Tensor SequenceLogits(const CausalLM& model, const at::Tensor& tokens, const
   batch.token_ids = tokens;
   batch.seqs.push_back({tokens.numel(), 0, &seq});
   batch.all_logits = true;
-  auto logits = model.Forward(batch, &cache, observer);
+  auto logits = Forward(model, batch, &cache, observer);
   if (!logits.ok()) throw std::runtime_error(std::string(logits.status().message()));
   return *logits;
 }

@@ -7,8 +7,8 @@
 
 #include <ATen/ATen.h>
 
-#include "model/causal_lm.h"
-#include "model/safetensors.h"
+#include "model/layers/causal_lm.h"
+#include "model/loading/safetensors.h"
 
 namespace stepserve::testing {
 

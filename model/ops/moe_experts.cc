@@ -8,7 +8,7 @@ at::Tensor MoeExperts(const at::Tensor& y, const MoePermutation& perm, const at:
 #ifdef STEPSERVE_CUDA
   if (y.is_cuda()) return MoeExpertsCuda(y, perm, gate_up, down, limit);
 #endif
-  return MoeExpertsCpu(y, perm, gate_up, down, limit);
+  return MoeExpertsAten(y, perm, gate_up, down, limit);
 }
 
 }  // namespace stepserve

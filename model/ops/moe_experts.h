@@ -13,7 +13,7 @@ namespace stepserve {
 // y [N, hidden]; gate_up [experts, 2 * inter, hidden]; down [experts, hidden, inter]; perm with weights.
 at::Tensor MoeExperts(const at::Tensor& y, const MoePermutation& perm, const at::Tensor& gate_up,
                       const at::Tensor& down, double limit);
-at::Tensor MoeExpertsCpu(const at::Tensor& y, const MoePermutation& perm, const at::Tensor& gate_up,
+at::Tensor MoeExpertsAten(const at::Tensor& y, const MoePermutation& perm, const at::Tensor& gate_up,
                          const at::Tensor& down, double limit);
 at::Tensor MoeExpertsCuda(const at::Tensor& y, const MoePermutation& perm, const at::Tensor& gate_up,
                           const at::Tensor& down, double limit);

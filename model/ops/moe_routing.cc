@@ -8,14 +8,14 @@ RouterOutput MoeRoute(const at::Tensor& logits, const at::Tensor& bias, int top_
 #ifdef STEPSERVE_CUDA
   if (logits.is_cuda()) return MoeRouteCuda(logits, bias, top_k, sigmoid, normalize, scaling);
 #endif
-  return MoeRouteCpu(logits, bias, top_k, sigmoid, normalize, scaling);
+  return MoeRouteAten(logits, bias, top_k, sigmoid, normalize, scaling);
 }
 
 MoePermutation MoePermute(const at::Tensor& indices, const at::Tensor& weights, int num_experts) {
 #ifdef STEPSERVE_CUDA
   if (indices.is_cuda()) return MoePermuteCuda(indices, weights, num_experts);
 #endif
-  return MoePermuteCpu(indices, weights, num_experts);
+  return MoePermuteAten(indices, weights, num_experts);
 }
 
 }  // namespace stepserve

@@ -27,9 +27,9 @@ RouterOutput MoeRoute(const at::Tensor& logits, const at::Tensor& bias, int top_
                       double scaling);
 MoePermutation MoePermute(const at::Tensor& indices, const at::Tensor& weights, int num_experts);
 
-RouterOutput MoeRouteCpu(const at::Tensor& logits, const at::Tensor& bias, int top_k, bool sigmoid, bool normalize,
+RouterOutput MoeRouteAten(const at::Tensor& logits, const at::Tensor& bias, int top_k, bool sigmoid, bool normalize,
                          double scaling);
-MoePermutation MoePermuteCpu(const at::Tensor& indices, const at::Tensor& weights, int num_experts);
+MoePermutation MoePermuteAten(const at::Tensor& indices, const at::Tensor& weights, int num_experts);
 RouterOutput MoeRouteCuda(const at::Tensor& logits, const at::Tensor& bias, int top_k, bool sigmoid, bool normalize,
                           double scaling);
 MoePermutation MoePermuteCuda(const at::Tensor& indices, const at::Tensor& weights, int num_experts);

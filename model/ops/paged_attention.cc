@@ -9,7 +9,7 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
 #ifdef STEPSERVE_CUDA
   if (q.is_cuda()) return PagedAttentionCuda(q, k, v, k_pool, v_pool, meta, shape, gate);
 #endif
-  return PagedAttentionCpu(q, k, v, k_pool, v_pool, meta, shape, gate);
+  return PagedAttentionAten(q, k, v, k_pool, v_pool, meta, shape, gate);
 }
 
 void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
@@ -17,7 +17,7 @@ void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, 
 #ifdef STEPSERVE_CUDA
   if (k.is_cuda()) return WriteKvCacheCuda(k, v, k_pool, v_pool, meta);
 #endif
-  WriteKvCacheCpu(k, v, k_pool, v_pool, meta);
+  WriteKvCacheAten(k, v, k_pool, v_pool, meta);
 }
 
 }  // namespace stepserve

@@ -28,10 +28,10 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
 void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
                   const AttentionMetadata& meta);
 
-at::Tensor PagedAttentionCpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
+at::Tensor PagedAttentionAten(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
                              const at::Tensor& v_pool, const AttentionMetadata& meta, const AttentionShape& shape,
                              const at::Tensor& gate);
-void WriteKvCacheCpu(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
+void WriteKvCacheAten(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
                      const AttentionMetadata& meta);
 at::Tensor PagedAttentionCuda(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& k_pool,
                               const at::Tensor& v_pool, const AttentionMetadata& meta, const AttentionShape& shape,

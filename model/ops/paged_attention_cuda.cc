@@ -32,7 +32,7 @@ at::Tensor PagedAttentionCuda(const at::Tensor& q, const at::Tensor& k, const at
   if (!DecodeKernelSupports(q, k_pool, meta, shape)) {
     TORCH_CHECK(meta.total_cached == 0 || meta.read_slots.defined(),
                 "PagedAttentionCuda: this step's metadata has no read slots for the ATen path");
-    return PagedAttentionCpu(q, k, v, k_pool, v_pool, meta, shape, gate);
+    return PagedAttentionAten(q, k, v, k_pool, v_pool, meta, shape, gate);
   }
   c10::cuda::CUDAGuard guard(q.device());
   CheckCuda(k, q, "k");

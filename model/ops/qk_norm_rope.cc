@@ -8,7 +8,7 @@ void QkNormRope(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const 
 #ifdef STEPSERVE_CUDA
   if (q.is_cuda()) return QkNormRopeCuda(q, k, q_weight, k_weight, positions, inv_freq, rotary_dim, eps);
 #endif
-  QkNormRopeCpu(q, k, q_weight, k_weight, positions, inv_freq, rotary_dim, eps);
+  QkNormRopeAten(q, k, q_weight, k_weight, positions, inv_freq, rotary_dim, eps);
 }
 
 }  // namespace stepserve

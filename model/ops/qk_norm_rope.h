@@ -12,13 +12,13 @@ namespace stepserve {
 void QkNormRope(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const at::Tensor& k_weight,
                 const at::Tensor& positions, const at::Tensor& inv_freq, int rotary_dim, double eps);
 
-void QkNormRopeCpu(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const at::Tensor& k_weight,
+void QkNormRopeAten(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const at::Tensor& k_weight,
                    const at::Tensor& positions, const at::Tensor& inv_freq, int rotary_dim, double eps);
 void QkNormRopeCuda(at::Tensor& q, at::Tensor& k, const at::Tensor& q_weight, const at::Tensor& k_weight,
                     const at::Tensor& positions, const at::Tensor& inv_freq, int rotary_dim, double eps);
 
 // The ATen rotation alone: x [N, heads, d] rotated at positions (returns x's dtype).
-at::Tensor ApplyRotaryCpu(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& inv_freq,
+at::Tensor ApplyRotaryAten(const at::Tensor& x, const at::Tensor& positions, const at::Tensor& inv_freq,
                           int rotary_dim);
 
 }  // namespace stepserve

@@ -7,14 +7,14 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 #ifdef STEPSERVE_CUDA
   if (x.is_cuda()) return RmsNormCuda(x, weight, eps);
 #endif
-  return RmsNormCpu(x, weight, eps);
+  return RmsNormAten(x, weight, eps);
 }
 
 at::Tensor AddRmsNorm(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
 #ifdef STEPSERVE_CUDA
   if (residual.is_cuda()) return AddRmsNormCuda(x, residual, weight, eps);
 #endif
-  return AddRmsNormCpu(x, residual, weight, eps);
+  return AddRmsNormAten(x, residual, weight, eps);
 }
 
 }  // namespace stepserve

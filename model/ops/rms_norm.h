@@ -11,8 +11,8 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // residual += x (in place, in residual's dtype); returns RmsNorm(residual, weight, eps).
 at::Tensor AddRmsNorm(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
 
-at::Tensor RmsNormCpu(const at::Tensor& x, const at::Tensor& weight, double eps);
-at::Tensor AddRmsNormCpu(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
+at::Tensor RmsNormAten(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor AddRmsNormAten(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
 at::Tensor RmsNormCuda(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor AddRmsNormCuda(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
 

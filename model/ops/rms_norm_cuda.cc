@@ -45,7 +45,7 @@ at::Tensor RmsNormCuda(const at::Tensor& x, const at::Tensor& weight, double eps
 at::Tensor AddRmsNormCuda(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps) {
   TORCH_CHECK(residual.is_cuda(), "AddRmsNormCuda: residual must be on a CUDA device");
   if (!residual.is_contiguous() || x.scalar_type() != residual.scalar_type()) {
-    return AddRmsNormCpu(x, residual, weight, eps);  // the ATen twin handles any layout
+    return AddRmsNormAten(x, residual, weight, eps);  // the ATen twin handles any layout
   }
   return LaunchNorm(&x, residual, weight, eps, "AddRmsNormCuda");
 }

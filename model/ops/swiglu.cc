@@ -7,7 +7,7 @@ at::Tensor ClampedSwiGlu(const at::Tensor& gate_up, double limit) {
 #ifdef STEPSERVE_CUDA
   if (gate_up.is_cuda()) return ClampedSwiGluCuda(gate_up, limit);
 #endif
-  return ClampedSwiGluCpu(gate_up, limit);
+  return ClampedSwiGluAten(gate_up, limit);
 }
 
 }  // namespace stepserve

@@ -7,7 +7,7 @@
 namespace stepserve {
 
 at::Tensor ClampedSwiGlu(const at::Tensor& gate_up, double limit);
-at::Tensor ClampedSwiGluCpu(const at::Tensor& gate_up, double limit);
+at::Tensor ClampedSwiGluAten(const at::Tensor& gate_up, double limit);
 at::Tensor ClampedSwiGluCuda(const at::Tensor& gate_up, double limit);
 
 }  // namespace stepserve

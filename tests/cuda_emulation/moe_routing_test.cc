@@ -1,6 +1,6 @@
 // The MoE router and permutation kernels (model/ops/cuda/moe_routing.cu), emulated on the CPU, against their CPU
-// twins MoeRouteCpu (sigmoid or softmax scores, top-k of score + bias, unbiased weights, optional normalisation,
-// scaling) and MoePermuteCpu (the (token, slot) pairs grouped by expert, ascending flat index within one).
+// twins MoeRouteAten (sigmoid or softmax scores, top-k of score + bias, unbiased weights, optional normalisation,
+// scaling) and MoePermuteAten (the (token, slot) pairs grouped by expert, ascending flat index within one).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -28,7 +28,7 @@ void CheckRoute(const RouteCase& c) {
   SCOPED_TRACE(what);
   at::Tensor logits = at::randn({tokens, experts}, Opt()) * 2;
   at::Tensor bias = with_bias ? at::randn({experts}, Opt()) * 0.1 : at::Tensor();
-  const RouterOutput ref = MoeRouteCpu(logits, bias, top_k, sigmoid, normalize, scaling);
+  const RouterOutput ref = MoeRouteAten(logits, bias, top_k, sigmoid, normalize, scaling);
   at::Tensor idx = at::full({tokens, top_k}, -1, Opt(at::kLong));
   at::Tensor w = at::full({tokens, top_k}, std::nan(""), Opt());
   LaunchCheck check;
@@ -83,7 +83,7 @@ void CheckPermute(const PermuteCase& c) {
             cudaSuccess);
   EXPECT_GE(check.launches(), 1u);
 
-  const MoePermutation ref = MoePermuteCpu(idx, with_weights ? w : at::Tensor(), experts);
+  const MoePermutation ref = MoePermuteAten(idx, with_weights ? w : at::Tensor(), experts);
   auto ints = [](const std::vector<int32_t>& v) {
     return at::tensor(at::ArrayRef<int32_t>(v), at::TensorOptions().dtype(at::kInt));
   };

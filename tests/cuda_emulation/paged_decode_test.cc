@@ -1,5 +1,5 @@
 // The paged decode attention and KV-write kernels (model/ops/cuda/paged_decode_attention.cu), emulated on the
-// CPU, against the CPU twins PagedAttentionCpu and WriteKvCacheCpu: GQA groups 1..20 (two head groups per KV head past
+// CPU, against the CPU twins PagedAttentionAten and WriteKvCacheAten: GQA groups 1..20 (two head groups per KV head past
 // 16), head_dim 64/80/128, sliding windows whose early blocks were returned to the pool (-1 in the block table),
 // windows larger than the context, split-K (1, 3, automatic) over a long context, the fused gate, fp32 and bf16,
 // block-table and slot-list addressing.
@@ -32,7 +32,7 @@ namespace stepserve::emulation_test {
 namespace {
 
 // The test's own per-sequence bookkeeping (explicit slot lists), converted to the op layer's metadata
-// for the ATen twins PagedAttentionCpu / WriteKvCacheCpu.
+// for the ATen twins PagedAttentionAten / WriteKvCacheAten.
 struct SeqKv {
   int64_t read_from_pos = 0;
   at::Tensor read_slots;
@@ -63,7 +63,7 @@ at::Tensor PagedAttention(const at::Tensor& q, const at::Tensor& k, const at::Te
     m.seqs.push_back(a);
   }
   m.read_slots = slots.empty() ? at::empty({0}, at::TensorOptions().dtype(at::kLong)) : at::cat(slots);
-  return PagedAttentionCpu(q, k, v, k_pool, v_pool, m, shape, gate);
+  return PagedAttentionAten(q, k, v, k_pool, v_pool, m, shape, gate);
 }
 
 void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, at::Tensor& v_pool,
@@ -80,7 +80,7 @@ void WriteKvCache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_pool, 
   AttentionMetadata m;
   m.write_rows = at::tensor(rows, at::TensorOptions().dtype(at::kLong));
   m.write_slots = at::tensor(slots, at::TensorOptions().dtype(at::kLong));
-  WriteKvCacheCpu(k, v, k_pool, v_pool, m);
+  WriteKvCacheAten(k, v, k_pool, v_pool, m);
 }
 
 // bf16 against the CPU op, relative to the output scale. Both sides compute in fp32 from the same bf16 inputs and

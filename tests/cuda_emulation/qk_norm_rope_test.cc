@@ -1,5 +1,5 @@
 // The per-head Q/K RMSNorm + partial RoPE kernel (model/ops/cuda/qk_norm_rope.cu), emulated on the CPU,
-// against its CPU twin QkNormRopeCpu (inv_freq from RotaryEmbedding), in place on views into a packed QKV
+// against its CPU twin QkNormRopeAten (inv_freq from RotaryEmbedding), in place on views into a packed QKV
 // buffer, including rotary_dim 0 with positions == nullptr (as the wrapper passes it).
 #include <gtest/gtest.h>
 
@@ -8,9 +8,9 @@
 
 #include <ATen/ATen.h>
 
-#include "model/config.h"
+#include "model/loading/config.h"
 #include "model/ops/qk_norm_rope.h"
-#include "model/rotary_embedding.h"
+#include "model/layers/rotary_embedding.h"
 #include "tests/cuda_emulation/emulation_test_util.h"
 
 namespace stepserve::emulation_test {
@@ -47,7 +47,7 @@ void CheckQkNormRope(const Case& c) {
   at::Tensor ref_buf = qkv.clone();
   at::Tensor q_ref = ref_buf.narrow(1, 0, nh * d).view({n, nh, d});
   at::Tensor k_ref = ref_buf.narrow(1, nh * d, nkv * d).view({n, nkv, d});
-  QkNormRopeCpu(q_ref, k_ref, qw, kw, rotary_dim > 0 ? positions : at::Tensor(), rope.inv_freq(), rotary_dim, kEps);
+  QkNormRopeAten(q_ref, k_ref, qw, kw, rotary_dim > 0 ? positions : at::Tensor(), rope.inv_freq(), rotary_dim, kEps);
 
   at::Tensor buf = qkv.clone();
   at::Tensor q = buf.narrow(1, 0, nh * d).view({n, nh, d});

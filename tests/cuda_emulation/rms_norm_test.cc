@@ -1,5 +1,5 @@
-// The RMSNorm kernel (model/ops/cuda/rms_norm.cu), emulated on the CPU, against its CPU twins RmsNormCpu and
-// AddRmsNormCpu: plain and with the fused residual add; vectorised (hidden a multiple of 16 bytes, aligned) and
+// The RMSNorm kernel (model/ops/cuda/rms_norm.cu), emulated on the CPU, against its CPU twins RmsNormAten and
+// AddRmsNormAten: plain and with the fused residual add; vectorised (hidden a multiple of 16 bytes, aligned) and
 // scalar paths; 128/256/512 threads.
 #include <gtest/gtest.h>
 
@@ -35,7 +35,7 @@ void CheckRmsNorm(const Case& c) {
   at::Tensor w = (at::randn({hidden}, Opt()) * 0.2).to(wdt);
   // The CPU twins: residual += x (in the storage dtype, in place), then RMSNorm(+1) of the sum.
   at::Tensor res_ref = residual.clone();
-  at::Tensor ref = fused ? AddRmsNormCpu(x, res_ref, w, kEps) : RmsNormCpu(res_ref, w, kEps);
+  at::Tensor ref = fused ? AddRmsNormAten(x, res_ref, w, kEps) : RmsNormAten(res_ref, w, kEps);
 
   // Storage for the kernel; one element of offset makes every row pointer misaligned for the vector path.
   const int64_t off = misaligned ? 1 : 0;

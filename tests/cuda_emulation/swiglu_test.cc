@@ -1,4 +1,4 @@
-// The clamped SwiGLU kernel (model/ops/cuda/swiglu.cu), emulated on the CPU, against its CPU twin ClampedSwiGluCpu,
+// The clamped SwiGLU kernel (model/ops/cuda/swiglu.cu), emulated on the CPU, against its CPU twin ClampedSwiGluAten,
 // with and without the limit.
 #include <gtest/gtest.h>
 
@@ -29,7 +29,7 @@ void CheckSwiGlu(const Case& c) {
                            " limit " + std::to_string(limit);
   SCOPED_TRACE(what);
   at::Tensor gu = (at::randn({rows, 2 * inter}, Opt()) * 4).to(dt);
-  at::Tensor ref = ClampedSwiGluCpu(gu, limit);
+  at::Tensor ref = ClampedSwiGluAten(gu, limit);
   at::Tensor out = at::full({rows, inter}, std::nan(""), Opt(dt));
   LaunchCheck check;
   ASSERT_EQ(kc::LaunchClampedSwiGlu(KernelType(dt), gu.data_ptr(), out.data_ptr(), rows, inter,
