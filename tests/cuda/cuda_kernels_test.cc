@@ -9,14 +9,14 @@
 
 #include <ATen/ATen.h>
 
-#include "model/causal_lm.h"
+#include "model/layers/causal_lm.h"
 #include "model/ops/moe_experts.h"
 #include "model/ops/moe_routing.h"
 #include "model/ops/paged_attention.h"
 #include "model/ops/qk_norm_rope.h"
 #include "model/ops/rms_norm.h"
 #include "model/ops/swiglu.h"
-#include "model/step_inputs.h"
+#include "model/layers/step_inputs.h"
 #include "tests/test_util.h"
 
 namespace stepserve {
@@ -46,9 +46,9 @@ TEST_P(CudaKernelsTest, RmsNormAndFusedAdd) {
   for (int64_t hidden : {64, 100, 4096}) {  // 100: the unvectorised path
     at::Tensor x = (at::randn({7, hidden}) * 3).to(dt).to(Gpu());
     at::Tensor w = (at::randn({hidden}) * 0.1).to(dt).to(Gpu());
-    EXPECT_LE(RelDiff(RmsNormCuda(x, w, 1e-5), RmsNormCpu(x, w, 1e-5)), Tol(dt)) << hidden;
+    EXPECT_LE(RelDiff(RmsNormCuda(x, w, 1e-5), RmsNormAten(x, w, 1e-5)), Tol(dt)) << hidden;
     at::Tensor r1 = (at::randn({7, hidden}) * 2).to(dt).to(Gpu()), r2 = r1.clone();
-    at::Tensor y1 = AddRmsNormCuda(x, r1, w, 1e-5), y2 = AddRmsNormCpu(x, r2, w, 1e-5);
+    at::Tensor y1 = AddRmsNormCuda(x, r1, w, 1e-5), y2 = AddRmsNormAten(x, r2, w, 1e-5);
     EXPECT_LE(RelDiff(r1, r2), Tol(dt));
     EXPECT_LE(RelDiff(y1, y2), Tol(dt));
   }
@@ -65,7 +65,7 @@ TEST_P(CudaKernelsTest, QkNormRopeIncludingNoRotaryWithoutPositions) {
     at::Tensor qa = a.narrow(1, 0, 8 * 64).view({9, 8, 64}), ka = a.narrow(1, 8 * 64, 2 * 64).view({9, 2, 64});
     at::Tensor qb = b.narrow(1, 0, 8 * 64).view({9, 8, 64}), kb = b.narrow(1, 8 * 64, 2 * 64).view({9, 2, 64});
     QkNormRopeCuda(qa, ka, qw, kw, pos, freq, rotary, 1e-6);
-    QkNormRopeCpu(qb, kb, qw, kw, pos, freq, rotary, 1e-6);
+    QkNormRopeAten(qb, kb, qw, kw, pos, freq, rotary, 1e-6);
     EXPECT_LE(RelDiff(a, b), Tol(dt)) << "rotary " << rotary;
   }
 }
@@ -73,7 +73,7 @@ TEST_P(CudaKernelsTest, QkNormRopeIncludingNoRotaryWithoutPositions) {
 TEST_P(CudaKernelsTest, ClampedSwiGlu) {
   const auto dt = GetParam();
   at::Tensor gu = (at::randn({5, 2 * 96}) * 4).to(dt).to(Gpu());
-  for (double limit : {0.0, 7.0}) EXPECT_LE(RelDiff(ClampedSwiGluCuda(gu, limit), ClampedSwiGluCpu(gu, limit)), Tol(dt));
+  for (double limit : {0.0, 7.0}) EXPECT_LE(RelDiff(ClampedSwiGluCuda(gu, limit), ClampedSwiGluAten(gu, limit)), Tol(dt));
 }
 
 TEST_P(CudaKernelsTest, MoeRoutePermuteAndExperts) {
@@ -82,11 +82,11 @@ TEST_P(CudaKernelsTest, MoeRoutePermuteAndExperts) {
   at::Tensor logits = at::randn({37, experts}).to(Gpu());
   at::Tensor bias = (at::randn({experts}) * 0.1).to(Gpu());
   RouterOutput a = MoeRouteCuda(logits, bias, top_k, true, true, 2.5);
-  RouterOutput b = MoeRouteCpu(logits, bias, top_k, true, true, 2.5);
+  RouterOutput b = MoeRouteAten(logits, bias, top_k, true, true, 2.5);
   EXPECT_TRUE(at::equal(a.indices, b.indices));
   EXPECT_LE(RelDiff(a.weights, b.weights), 1e-6);
   MoePermutation pa = MoePermuteCuda(a.indices, a.weights, experts);
-  MoePermutation pb = MoePermuteCpu(b.indices, b.weights, experts);
+  MoePermutation pb = MoePermuteAten(b.indices, b.weights, experts);
   for (auto [x, y] : {std::pair{pa.counts, pb.counts}, {pa.offsets, pb.offsets}, {pa.sorted_token, pb.sorted_token},
                       {pa.sorted_slot, pb.sorted_slot}}) {
     EXPECT_TRUE(at::equal(x.cpu(), y.cpu()));
@@ -94,7 +94,7 @@ TEST_P(CudaKernelsTest, MoeRoutePermuteAndExperts) {
   at::Tensor y = at::randn({37, hidden}).to(dt).to(Gpu());
   at::Tensor gate_up = (at::randn({experts, 2 * inter, hidden}) * 0.2).to(dt).to(Gpu());
   at::Tensor down = (at::randn({experts, hidden, inter}) * 0.2).to(dt).to(Gpu());
-  EXPECT_LE(RelDiff(MoeExpertsCuda(y, pa, gate_up, down, 7.0), MoeExpertsCpu(y, pb, gate_up, down, 7.0)), Tol(dt));
+  EXPECT_LE(RelDiff(MoeExpertsCuda(y, pa, gate_up, down, 7.0), MoeExpertsAten(y, pb, gate_up, down, 7.0)), Tol(dt));
 }
 
 // Decode through block tables: GQA, a sliding window whose oldest blocks are already returned (-1 in the
@@ -145,7 +145,7 @@ TEST_P(CudaKernelsTest, PagedDecodeAttentionThroughBlockTables) {
       aten.read_slots = at::tensor(slots, Cpu(at::kLong)).to(Gpu());
     }
     at::Tensor out = PagedAttentionCuda(q, k, v, pool_k, pool_v, meta, shape, gate);
-    at::Tensor ref = PagedAttentionCpu(q, k, v, pool_k, pool_v, aten, shape, gate);
+    at::Tensor ref = PagedAttentionAten(q, k, v, pool_k, pool_v, aten, shape, gate);
     EXPECT_LE(RelDiff(out, ref), Tol(dt)) << "window " << window;
   }
 }

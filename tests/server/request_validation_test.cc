@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include "model/config.h"
-#include "model/request_validation.h"
+#include "model/loading/config.h"
+#include "engine/request_validation.h"
 
 namespace stepserve::server {
 namespace {

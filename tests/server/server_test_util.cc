@@ -17,7 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "model/logging.h"
+#include "common/logging.h"
 #include "tests/test_util.h"
 
 namespace stepserve::testing {

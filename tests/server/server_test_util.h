@@ -13,7 +13,7 @@
 
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "model/executor.h"
+#include "engine/executor.h"
 #include "server/server.h"
 #include "stepserve/v1/stepserve.grpc.pb.h"
 #include "tests/server/prometheus_text.h"
