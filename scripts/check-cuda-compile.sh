@@ -47,7 +47,7 @@ host_checked=0
 if [ -f "$TORCH_INC/c10/cuda/CUDAStream.h" ] && [ -f "$CUDA_INC/cuda_runtime_api.h" ]; then
   mkdir -p "$TMP/stub/c10/cuda/impl"
   echo '#pragma once' >"$TMP/stub/c10/cuda/impl/cuda_cmake_macros.h"
-  mapfile -t host_files < <(cd "$ROOT" && { grep -rl --include='*.cc' 'STEPSERVE_CUDA' model server 2>/dev/null || true;
+  mapfile -t host_files < <(cd "$ROOT" && { grep -rl --include='*.cc' 'STEPSERVE_CUDA' model engine parallel server 2>/dev/null || true;
     ls model/ops/*_cuda.cc model/ops/cuda_util.cc tests/cuda/*.cc 2>/dev/null || true; } | sort -u)
   for f in "${host_files[@]}"; do
     if ! "${CXX:-g++}" -fsyntax-only -std=gnu++17 -DSTEPSERVE_CUDA -DUSE_C10D_GLOO -DSTEPSERVE_NCCL -DUSE_C10D_NCCL -D_GLIBCXX_USE_CXX11_ABI=1 -Wall -Wextra \

@@ -11,8 +11,8 @@
 #include "model/loading/checkpoint.h"
 #include "engine/executor.h"
 #include "engine/step_runner.h"
-#include "tests/parallel_test_util.h"
-#include "tests/executor_test_util.h"
+#include "tests/parallel/parallel_test_util.h"
+#include "tests/engine/executor_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve {

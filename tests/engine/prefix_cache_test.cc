@@ -12,7 +12,7 @@
 #include "engine/block_manager.h"
 #include "engine/executor.h"
 #include "model/loading/presets.h"
-#include "tests/executor_test_util.h"
+#include "tests/engine/executor_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve {

@@ -1,4 +1,4 @@
-#include "tests/parallel_test_util.h"
+#include "tests/parallel/parallel_test_util.h"
 
 #include <thread>
 #include <vector>

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "engine/executor.h"
-#include "tests/executor_test_util.h"
+#include "tests/engine/executor_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve {

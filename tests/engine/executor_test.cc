@@ -9,7 +9,7 @@
 
 #include "engine/executor.h"
 #include "engine/forward_batch.h"
-#include "tests/executor_test_util.h"
+#include "tests/engine/executor_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve {

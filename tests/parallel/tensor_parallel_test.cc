@@ -23,8 +23,8 @@
 #include "model/loading/weight_sharding.h"
 #include "engine/step_runner.h"
 #include "model/loading/presets.h"
-#include "tests/executor_test_util.h"
-#include "tests/parallel_test_util.h"
+#include "tests/engine/executor_test_util.h"
+#include "tests/parallel/parallel_test_util.h"
 #include "tests/test_util.h"
 
 namespace stepserve::testing {
