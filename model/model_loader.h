@@ -10,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "model/layers/causal_lm.h"
-#include "parallel/communicator.h"
+#include "model/layers/collectives.h"
 #include "model/loading/tensor_split.h"
 
 namespace stepserve {
@@ -23,7 +23,7 @@ struct ModelLoadOptions {
   // joins its group, called once its weights are loaded (so that the slowest rank's loading never counts
   // against the collective timeout). Required when parallel.tensor_parallel_size > 1.
   ParallelConfig parallel;
-  std::function<absl::StatusOr<std::shared_ptr<Communicator>>()> connect_group;
+  std::function<absl::StatusOr<std::shared_ptr<Collectives>>()> connect_group;
 };
 
 // Parses "float32" / "bfloat16" (also "fp32", "bf16").

@@ -12,6 +12,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  # The text front: PCRE2 (tokenizer split patterns, JIT), utf8proc (Unicode normalisation), cpp-httplib
+  # (the OpenAI-compatible HTTP front and stepbench's OpenAI client).
+  libpcre2-dev libutf8proc-dev libcpp-httplib-dev
   curl openssl
 )
 # Optional extras (e.g. `STEPSERVE_EXTRA_PACKAGES="prometheus"` for promtool).

@@ -17,6 +17,12 @@ stage() { echo; echo "==== $* ($(date -u +%H:%M:%S))"; }
 stage "installing dependencies"
 bash scripts/install-deps.sh
 
+stage "text-front reference tools (npm: tokenizers, @huggingface/jinja, openai)"
+bash scripts/install-text-test-tools.sh
+
+stage "layering check"
+bash scripts/check-layering.sh
+
 stage "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$JOBS"

@@ -4,7 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "model/loading/config.h"
-#include "engine/kv_cache.h"
+#include "model/layers/kv_pools.h"
 #include "model/layers/parallel_context.h"
 #include "model/layers/rotary_embedding.h"
 #include "model/layers/step_inputs.h"
