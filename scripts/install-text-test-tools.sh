@@ -11,36 +11,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/tests/text/tools"
 log() { echo "install-text-test-tools: $*" >&2; }
 
-SUDO=""
-as_root() {
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { log "need root or sudo to run: $*"; exit 1; }
-    SUDO="sudo"
-  fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive "$@"
-}
+# shellcheck source=lib/install-helpers.sh
+source "$ROOT/scripts/lib/install-helpers.sh"
 
-# Runs a command with its output hidden unless it fails.
-quiet() {
-  local out
-  if ! out="$("$@" 2>&1)"; then
-    echo "$out" >&2
-    log "failed: $*"
-    return 1
-  fi
-}
-
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  log "installing nodejs and npm (Debian)"
-  quiet as_root apt-get update -qq
-  quiet as_root apt-get install -y -qq --no-install-recommends nodejs npm
-fi
-
-lock_sum="$(sha256sum "$TOOLS/package-lock.json" | cut -d' ' -f1)"
-stamp="$TOOLS/node_modules/.stepserve-stamp"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ] || [ ! -d "$TOOLS/node_modules/tokenizers" ]; then
-  log "installing npm packages into tests/text/tools/node_modules"
-  quiet npm ci --prefix "$TOOLS" --no-audit --no-fund --loglevel=error
-  echo "$lock_sum" >"$stamp"
-fi
+ensure_node
+npm_ci_if_changed "$TOOLS" tokenizers
 log "ok"

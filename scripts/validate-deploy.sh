@@ -21,44 +21,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/deploy/tools"
 log() { echo "validate-deploy: $*" >&2; }
 
-SUDO=""
-as_root() {
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { log "need root or sudo to run: $*"; exit 1; }
-    SUDO="sudo"
-  fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive "$@"
-}
-apt_updated=0
-apt_update_once() {
-  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
-}
-
-# Runs a command with its output hidden unless it fails.
-quiet() {
-  local out
-  if ! out="$("$@" 2>&1)"; then
-    echo "$out" >&2
-    log "failed: $*"
-    return 1
-  fi
-}
+# shellcheck source=lib/install-helpers.sh
+source "$ROOT/scripts/lib/install-helpers.sh"
 
 # --- Node.js --------------------------------------------------------------------------------------
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  log "installing nodejs and npm (Debian)"
-  apt_update_once
-  quiet as_root apt-get install -y -qq --no-install-recommends nodejs npm
-fi
+ensure_node
 
 # --- npm packages (pinned by package-lock.json) ---------------------------------------------------
-lock_sum="$(sha256sum "$TOOLS/package-lock.json" | cut -d' ' -f1)"
-stamp="$TOOLS/node_modules/.stepserve-stamp"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ] || [ ! -d "$TOOLS/node_modules/kubernetes-models" ]; then
-  log "installing npm packages into deploy/tools/node_modules"
-  quiet npm ci --prefix "$TOOLS" --no-audit --no-fund --loglevel=error
-  echo "$lock_sum" >"$stamp"
-fi
+npm_ci_if_changed "$TOOLS" kubernetes-models
 
 # --- promtool -------------------------------------------------------------------------------------
 PROMTOOL="${PROMTOOL:-}"
