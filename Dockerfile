@@ -44,7 +44,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build git ca-certificates curl unzip pkg-config file \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
-      libabsl-dev prometheus-cpp-dev nlohmann-json3-dev \
+      libabsl-dev prometheus-cpp-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcpp-httplib-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # LibTorch (C++11 ABI, shared, with its CUDA dependencies) in /opt/libtorch.
