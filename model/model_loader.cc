@@ -1,12 +1,16 @@
 #include "model/model_loader.h"
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <system_error>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/loading/checkpoint.h"
+#include "common/exception_text.h"
 #include "common/logging.h"
 #include "model/loading/weight_sharding.h"
 #include "model/loading/presets.h"
@@ -58,11 +62,18 @@ absl::StatusOr<ModelConfig> LoadModelSpecConfig(const std::string& spec) {
   return LoadModelConfigFile((std::filesystem::path(spec) / "config.json").string());
 }
 
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, const ModelLoadOptions& options) {
-  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
-    return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
-  }
+namespace {
+
+absl::Status CheckDeadline(const std::string& spec, absl::Time deadline, const char* before) {
+  if (absl::Now() <= deadline) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat("model '", spec, "': the load timeout passed before ", before));
+}
+
+// The load itself; `deadline` is checked between its stages and before each checkpoint tensor.
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadModelUntil(const std::string& spec, const ModelLoadOptions& options,
+                                                         absl::Time deadline) {
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelSpecConfig(spec));
+  RETURN_IF_ERROR(CheckDeadline(spec, deadline, "the weights were read"));
   const ParallelConfig& parallel = options.parallel;
   RETURN_IF_ERROR(ValidateParallelConfig(config, parallel));
   ModelWeights weights;
@@ -71,7 +82,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, con
     weights = RandomWeights(config, options.seed, options.dtype, options.device);
     if (parallel.distributed()) weights = ShardWeights(weights, config, parallel);
   } else {
-    ASSIGN_OR_RETURN(weights, LoadCheckpointWeights(spec, config, options.dtype, parallel));
+    ASSIGN_OR_RETURN(weights, LoadCheckpointWeights(spec, config, options.dtype, parallel, deadline));
     if (options.device != at::Device(at::kCPU)) {
       ModelWeights moved;
       for (const TensorShard& t : RankTensorShards(config, parallel)) {
@@ -83,9 +94,55 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, con
   ParallelContext context{parallel, nullptr};
   if (parallel.distributed()) {
     if (!options.connect_group) return absl::InvalidArgumentError("tensor parallelism needs a way to join the group");
+    RETURN_IF_ERROR(CheckDeadline(spec, deadline, "joining the tensor-parallel group"));
     ASSIGN_OR_RETURN(context.comm, options.connect_group());
   }
+  RETURN_IF_ERROR(CheckDeadline(spec, deadline, "the model was built"));
   return std::make_unique<CausalLM>(std::move(config), std::move(weights), options.device, std::move(context));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadModel(const std::string& spec, const ModelLoadOptions& options) {
+  if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {
+    return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
+  }
+  if (options.load_timeout == absl::InfiniteDuration()) return LoadModelUntil(spec, options, absl::InfiniteFuture());
+  if (options.load_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("load_timeout must be positive, got ",
+                                                   absl::FormatDuration(options.load_timeout)));
+  }
+  // The load runs on its own thread so that a read that never returns cannot hold the caller past the
+  // timeout. Everything it uses is its own copy or shared with it here; when the caller gives up, the thread
+  // finishes (or fails at its next deadline check) on its own and its result is dropped with the state.
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    absl::StatusOr<std::unique_ptr<CausalLM>> result = absl::UnknownError("not loaded");
+  };
+  auto state = std::make_shared<State>();
+  const absl::Time deadline = absl::Now() + options.load_timeout;
+  std::thread([state, spec, options, deadline] {
+    absl::StatusOr<std::unique_ptr<CausalLM>> result = absl::UnknownError("not loaded");
+    try {
+      result = LoadModelUntil(spec, options, deadline);
+    } catch (const std::exception& e) {
+      result = absl::InternalError(absl::StrCat("model '", spec, "': loading failed: ", ExceptionText(e)));
+    }
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->result = std::move(result);
+    state->done = true;
+    state->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(state->mu);
+  if (!state->cv.wait_until(lock, absl::ToChronoTime(deadline), [&] { return state->done; })) {
+    const std::string why = absl::StrCat("model '", spec, "' did not load within the load timeout of ",
+                                         absl::FormatDuration(options.load_timeout));
+    LogError(why);
+    return absl::DeadlineExceededError(why);
+  }
+  return std::move(state->result);
 }
 
 }  // namespace stepserve

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "model/layers/causal_lm.h"
 #include "model/layers/collectives.h"
 #include "model/loading/tensor_split.h"
@@ -24,6 +25,12 @@ struct ModelLoadOptions {
   // against the collective timeout). Required when parallel.tensor_parallel_size > 1.
   ParallelConfig parallel;
   std::function<absl::StatusOr<std::shared_ptr<Collectives>>()> connect_group;
+  // The longest the whole load may take (config, weights, joining the group); InfiniteDuration: no limit.
+  // Past it LoadModel returns DEADLINE_EXCEEDED naming the model and the timeout, even when a read is
+  // stuck (a hung network filesystem): with a timeout the load runs on a thread of its own, which LoadModel
+  // leaves behind when it gives up; that thread stops at its next check (between stages and before each
+  // checkpoint tensor) and frees what it loaded. Zero or negative: INVALID_ARGUMENT.
+  absl::Duration load_timeout = absl::InfiniteDuration();
 };
 
 // Parses "float32" / "bfloat16" (also "fp32", "bf16").

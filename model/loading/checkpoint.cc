@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "model/loading/weight_sharding.h"
+#include "model/loading/regular_file.h"
 #include "model/loading/safetensors.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -25,11 +26,8 @@ namespace fs = std::filesystem;
 
 // tensor name -> shard file name, from model.safetensors.index.json.
 absl::StatusOr<std::map<std::string, std::string>> ReadIndex(const std::string& index_path) {
-  std::ifstream in(index_path);
-  if (!in) return absl::NotFoundError(absl::StrCat(index_path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  ASSIGN_OR_RETURN(const std::string text, ReadRegularFile(index_path, kMaxConfigFileBytes));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return absl::DataLossError(absl::StrCat(index_path, ": not valid JSON"));
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
     return absl::DataLossError(absl::StrCat(index_path, ": no 'weight_map' object"));
@@ -64,7 +62,8 @@ absl::StatusOr<bool> PathExists(const fs::path& p) {
 }  // namespace
 
 absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const ModelConfig& config,
-                                                   at::ScalarType dtype, const ParallelConfig& parallel) {
+                                                   at::ScalarType dtype, const ParallelConfig& parallel,
+                                                   absl::Time deadline) {
   const fs::path root(dir);
   const fs::path index_path = root / "model.safetensors.index.json";
   std::map<std::string, std::string> tensor_to_shard;  // empty: single file
@@ -129,6 +128,10 @@ absl::StatusOr<ModelWeights> LoadCheckpointWeights(const std::string& dir, const
     auto shard = shard_of.find(spec.name);
     if (shard == shard_of.end()) continue;  // not this rank's
     const TensorShard& s = shard->second;
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(dir, ": the load timeout passed before tensor '", spec.name,
+                                                      "' was read"));
+    }
     ASSIGN_OR_RETURN(at::Tensor t, file->ReadSlice(spec.name, s.dim, s.begin, s.size));
     weights.Set(spec.name, t.to(dtype).contiguous());
   }

@@ -68,12 +68,27 @@ struct ModelConfig {
   int MaxSlidingWindow() const;
 };
 
+// The largest values a config may hold: ParseModelConfig and ValidateModelConfig refuse more with
+// INVALID_ARGUMENT naming the key, before anything is sized by them. Generous next to real models
+// (Step-3.5-Flash: 45 layers, hidden 4096, 288 experts, vocabulary 128,896, 262,144 positions).
+inline constexpr int kMaxHiddenLayers = 1024;
+inline constexpr int kMaxHiddenSize = 1 << 17;          // 131,072
+inline constexpr int kMaxIntermediateSize = 1 << 20;    // dense, MoE and shared expert
+inline constexpr int kMaxAttentionHeads = 1024;         // query and KV heads, either kind
+inline constexpr int kMaxHeadDim = 2048;
+inline constexpr int kMaxVocabSize = 1 << 24;           // 16,777,216
+inline constexpr int kMaxExperts = 4096;
+inline constexpr int kMaxPositionEmbeddings = 1 << 24;  // also the largest sliding_window
+inline constexpr int64_t kMaxWeightElements = int64_t{1} << 42;  // all weights together (8 TiB in bf16)
+inline constexpr uint64_t kMaxConfigFileBytes = 64ull << 20;     // config.json, the shard index
+
 // Parses config.json text. Accepts the Step3p7 wrapper (keys under "text_config").
 // Errors name the offending key.
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text);
 absl::StatusOr<ModelConfig> LoadModelConfigFile(const std::string& path);
 
-// Checks cross-field invariants (head divisibility, windows, rotary dims).
+// Checks the ranges above and cross-field invariants (head divisibility, windows, rotary dims, special
+// token ids inside the vocabulary, the weights' total size).
 absl::Status ValidateModelConfig(const ModelConfig& config);
 
 }  // namespace stepserve

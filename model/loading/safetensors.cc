@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/loading/regular_file.h"
 #include "nlohmann/json.hpp"
 
 namespace stepserve {
@@ -57,14 +58,12 @@ absl::StatusOr<at::ScalarType> SafetensorsDtype(const std::string& name) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return FileError(path, "cannot stat");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
+  // A regular file only (checked before the open, which cannot block): a FIFO or a device would hang.
+  uint64_t file_size = 0;
+  absl::StatusOr<int> opened = OpenRegularFile(path, &file_size);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
+  const size_t size = static_cast<size_t>(file_size);
   if (size < 8) {
     ::close(fd);
     return FileError(path, absl::StrCat("truncated: ", size, " bytes, shorter than the 8-byte header length"));
