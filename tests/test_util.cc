@@ -45,16 +45,33 @@ std::vector<std::string> TestDevices() {
 }
 
 std::unique_ptr<CausalLM> LoadTinyModel(at::ScalarType dtype, at::Device device) {
+  return LoadCheckpointModel(TinyCheckpointDir(), dtype, device);
+}
+
+std::string CheckpointDir(const std::string& name) { return TestDataDir() + "/" + name; }
+
+std::unique_ptr<CausalLM> LoadCheckpointModel(const std::string& dir, at::ScalarType dtype, at::Device device) {
   ModelLoadOptions options;
   options.dtype = dtype;
   options.device = device;
-  auto model = LoadModel(TinyCheckpointDir(), options);
+  auto model = LoadModel(dir, options);
   if (!model.ok()) throw std::runtime_error(std::string(model.status().message()));
   return std::move(model).value();
 }
 
-std::vector<GreedyCase> GreedyCases() {
-  std::ifstream in(TinyCheckpointDir() + "/greedy.json");
+at::Tensor GoldenTensorIn(const std::string& dir, const std::string& name) {
+  auto file = SafetensorsFile::Open(dir + "/golden.safetensors");
+  if (!file.ok()) throw std::runtime_error(std::string(file.status().message()));
+  auto t = (*file)->Read(name);
+  if (!t.ok()) throw std::runtime_error(std::string(t.status().message()));
+  return *t;
+}
+
+std::vector<GreedyCase> GreedyCases() { return GreedyCasesIn(TinyCheckpointDir()); }
+
+std::vector<GreedyCase> GreedyCasesIn(const std::string& dir) {
+  std::ifstream in(dir + "/greedy.json");
+  if (!in) throw std::runtime_error("cannot open " + dir + "/greedy.json");
   std::stringstream ss;
   ss << in.rdbuf();
   std::vector<GreedyCase> cases;

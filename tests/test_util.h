@@ -35,6 +35,15 @@ struct GreedyCase {
 };
 std::vector<GreedyCase> GreedyCases();
 
+// The other golden checkpoints (tests/data/NAME: "tiny-full", every layer full attention, "tiny-sliding",
+// every layer sliding), with the same files as tiny.
+std::string CheckpointDir(const std::string& name);
+std::unique_ptr<CausalLM> LoadCheckpointModel(const std::string& dir, at::ScalarType dtype = at::kFloat,
+                                              at::Device device = TestDevice());
+std::vector<GreedyCase> GreedyCasesIn(const std::string& dir);
+// A tensor of DIR/golden.safetensors (opened for each call).
+at::Tensor GoldenTensorIn(const std::string& dir, const std::string& name);
+
 // Runs `tokens` as one sequence at positions 0..T-1 through a fresh paged cache in the model's dtype and
 // returns every token's fp32 logits.
 at::Tensor SequenceLogits(const CausalLM& model, const at::Tensor& tokens,

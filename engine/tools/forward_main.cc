@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/forward_batch.h"
 #include "engine/kv_cache.h"
+#include "common/exception_text.h"
 #include "common/logging.h"
 #include "model/model_loader.h"
 #include "model/loading/safetensors.h"
@@ -81,7 +82,12 @@ int main(int argc, char** argv) {
   batch.token_ids = at::tensor(tokens, at::TensorOptions().dtype(at::kLong));
   batch.seqs.push_back({static_cast<int64_t>(tokens.size()), 0, &seq});
   batch.all_logits = true;
-  auto logits = Forward(**model, batch, &cache);
+  absl::StatusOr<at::Tensor> logits = absl::UnknownError("not run");
+  try {
+    logits = Forward(**model, batch, &cache);
+  } catch (const std::exception& e) {  // a device error or a bug: one line and exit 2, never an abort
+    return Fail(absl::StrCat("forward pass failed: ", stepserve::ExceptionText(e)));
+  }
   if (!logits.ok()) return Fail(std::string(logits.status().message()));
   if (auto st = stepserve::WriteSafetensors(flags["out"], {{"logits", *logits}}); !st.ok()) {
     return Fail(absl::StrCat("--out: ", st.message()));

@@ -1,6 +1,7 @@
 #include "model/layers/causal_lm.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <ATen/ATen.h>
 
@@ -22,7 +23,7 @@ CausalLM::CausalLM(ModelConfig config, ModelWeights weights, at::Device device, 
   // On a group, this rank's vocabulary rows (the embedding is replicated: tied, its rows are cut here).
   lm_head_ = weights_.Get("lm_head.weight");
   if (config_.tie_word_embeddings) {
-    const IndexRange rows = parallel_.distributed() ? EvenSlice(config_.vocab_size, parallel_.config)
+    const IndexRange rows = parallel_.distributed() ? VocabRange(config_.vocab_size, parallel_.config)
                                                     : IndexRange{0, config_.vocab_size};
     lm_head_ = embed_.narrow(0, rows.begin, rows.size);
   }
@@ -48,7 +49,8 @@ absl::Status CausalLM::CheckChunk(int64_t start_pos, int64_t num_tokens, const i
 }
 
 StepInputs CausalLM::Upload(const StepPlan& plan) const {
-  return UploadStepPlan(plan, config_.MaxSlidingWindow(), device_);
+  return UploadStepPlan(plan, config_.MaxSlidingWindow(), device_,
+                        {config_.HasAttentionKind(AttentionKind::kFull), config_.HasAttentionKind(AttentionKind::kSliding)});
 }
 
 absl::Status CausalLM::CheckPlan(const StepPlan& plan, const KvPools* pools) const {
@@ -69,6 +71,16 @@ absl::Status CausalLM::CheckPlan(const StepPlan& plan, const KvPools* pools) con
     tokens += ch.num_tokens;
   }
   if (any_cached && pools == nullptr) return absl::InvalidArgumentError("a chunk is cached but no KV pools were given");
+  // The per-kind tables the metadata reads (a plan decoded from another rank is checked here too).
+  for (int k = 0; k < kNumAttentionKinds; ++k) {
+    if (!config_.HasAttentionKind(static_cast<AttentionKind>(k))) continue;
+    const StepPlan::KindTables& kt = plan.kinds[k];
+    if (kt.max_blocks < 0 || static_cast<int64_t>(kt.slot_mapping.size()) != sum ||
+        static_cast<int64_t>(kt.block_tables.size()) != static_cast<int64_t>(plan.chunks.size()) * kt.max_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("the plan's tables of attention kind ", k, " do not match its ",
+                                                     plan.chunks.size(), " chunks and ", sum, " tokens"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -85,10 +97,18 @@ absl::StatusOr<at::Tensor> CausalLM::Execute(const StepPlan& plan, KvPools* pool
   h = RmsNorm(h, final_norm_, config_.rms_norm_eps);
   at::Tensor logits = at::matmul(h, lm_head_.t()).to(at::kFloat);
   if (!parallel_.distributed()) return logits;
-  // Vocab-parallel lm_head: each rank has V/N columns of the logits; rank 0 gathers them (one all-gather
-  // of [rows, V/N] fp32 per step) and is the only rank that returns them.
+  // Vocab-parallel lm_head: each rank has ceil(V/N) columns of the logits (the last ranks' end in padding
+  // columns, -inf, past V: the all-gather needs equal shapes); rank 0 gathers them (one all-gather of
+  // [rows, ceil(V/N)] fp32 per step), drops the padding, so no padded column can ever be sampled, and is the
+  // only rank that returns them.
+  const int64_t shard_rows = VocabShardRows(config_.vocab_size, parallel_.config);
+  if (logits.size(1) < shard_rows) {
+    logits = at::constant_pad_nd(logits, {0, shard_rows - logits.size(1)}, -std::numeric_limits<double>::infinity());
+  }
   std::vector<at::Tensor> parts = parallel_.comm->AllGather(logits);
-  return parallel_.config.rank == 0 ? at::cat(parts, 1) : at::Tensor();
+  if (parallel_.config.rank != 0) return at::Tensor();
+  at::Tensor all = at::cat(parts, 1);
+  return all.size(1) == config_.vocab_size ? all : all.narrow(1, 0, config_.vocab_size).contiguous();
 }
 
 }  // namespace stepserve

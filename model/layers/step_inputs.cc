@@ -29,7 +29,8 @@ at::Tensor CachedKeySlots(const AttentionMetadata& m, const at::Tensor& tables, 
 
 }  // namespace
 
-StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device) {
+StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device,
+                          std::array<bool, kNumAttentionKinds> kinds) {
   const int64_t T = plan.num_tokens(), S = plan.num_seqs();
   std::vector<int64_t> host;
   host.reserve(3 * T + 16 * S);
@@ -45,6 +46,7 @@ StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device) {
   StepInputs in;
   std::array<KindLayout, kNumAttentionKinds> layout;
   for (int k = 0; k < kNumAttentionKinds; ++k) {
+    if (!kinds[k]) continue;  // no layer of this kind: nothing to derive (a full-only model has no window)
     const StepPlan::KindTables& kt = plan.kinds[k];
     AttentionMetadata& m = in.attention[k];
     const AttentionKind kind = static_cast<AttentionKind>(k);
@@ -104,6 +106,7 @@ StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device) {
   in.positions = buffer.narrow(0, T, T);
   if (!plan.all_logits) in.logits_rows = buffer.narrow(0, logits_at, S);
   for (int k = 0; k < kNumAttentionKinds; ++k) {
+    if (!kinds[k]) continue;
     AttentionMetadata& m = in.attention[k];
     const KindLayout& l = layout[k];
     const int64_t max_blocks = plan.kinds[k].max_blocks;

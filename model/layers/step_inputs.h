@@ -21,6 +21,9 @@ struct StepInputs {
 
 // Copies `plan` to `device` (one copy of one packed int64 buffer, non-blocking from pinned memory on CUDA)
 // and derives the per-kind metadata there. `window` is the widest sliding window (what the cache keeps).
-StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device);
+// Metadata is built only for the kinds in `kinds` (the model's: ModelConfig::HasAttentionKind); a kind no
+// layer has gets none (its metadata stays empty: no layer reads it, and its block tables name no block).
+StepInputs UploadStepPlan(const StepPlan& plan, int window, at::Device device,
+                          std::array<bool, kNumAttentionKinds> kinds = {true, true});
 
 }  // namespace stepserve

@@ -1,5 +1,7 @@
 #include "model/loading/tensor_split.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace stepserve {
@@ -10,10 +12,7 @@ absl::Status ValidateParallelConfig(const ModelConfig& config, const ParallelCon
   if (p.rank < 0 || p.rank >= n) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", p.rank, " is outside [0, --tensor_parallel_size=", n, ")"));
   }
-  if (config.vocab_size % n != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--tensor_parallel_size=", n, " does not divide the vocabulary of ",
-                                                   config.vocab_size, " tokens (lm_head is split by vocabulary)"));
-  }
+  // The vocabulary need not divide: lm_head's shards are padded (VocabRange).
   bool any_moe = false, any_dense = false;
   for (size_t i = 0; i < config.layers.size(); ++i) {
     const LayerConfig& l = config.layers[i];
@@ -57,6 +56,16 @@ absl::Status ValidateParallelConfig(const ModelConfig& config, const ParallelCon
 IndexRange EvenSlice(int64_t total, const ParallelConfig& p) {
   const int64_t size = total / p.tensor_parallel_size;
   return {p.rank * size, size};
+}
+
+int64_t VocabShardRows(int64_t vocab_size, const ParallelConfig& p) {
+  return (vocab_size + p.tensor_parallel_size - 1) / p.tensor_parallel_size;
+}
+
+IndexRange VocabRange(int64_t vocab_size, const ParallelConfig& p) {
+  const int64_t rows = VocabShardRows(vocab_size, p);
+  const int64_t begin = std::min<int64_t>(vocab_size, p.rank * rows);
+  return {begin, std::min<int64_t>(rows, vocab_size - begin)};
 }
 
 IndexRange QueryHeadRange(const LayerConfig& layer, const ParallelConfig& p) { return EvenSlice(layer.num_heads, p); }

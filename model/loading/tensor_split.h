@@ -33,6 +33,12 @@ IndexRange QueryHeadRange(const LayerConfig& layer, const ParallelConfig& parall
 IndexRange KvHeadRange(const LayerConfig& layer, const ParallelConfig& parallel);
 // An even split of `total` (an MLP's intermediate dimension).
 IndexRange EvenSlice(int64_t total, const ParallelConfig& parallel);
+// This rank's rows of the vocabulary-parallel lm_head (as vLLM's VocabParallelEmbedding): every rank owns
+// VocabShardRows(V, N) = ceil(V / N) vocabulary slots; the slots past V (only the last ranks have any) are
+// padding: their rows are absent from the rank's shard (the range is cut at V, possibly to nothing), the
+// rank's logits get them as padding columns that the all-gather carries and rank 0 drops.
+IndexRange VocabRange(int64_t vocab_size, const ParallelConfig& parallel);
+int64_t VocabShardRows(int64_t vocab_size, const ParallelConfig& parallel);
 // This rank's experts: all of them without expert parallelism.
 IndexRange ExpertRange(const ModelConfig& config, const ParallelConfig& parallel);
 // This rank's slice of each expert's intermediate dimension: all of it with expert parallelism.

@@ -33,7 +33,7 @@ std::vector<TensorShard> RankTensorShards(const ModelConfig& c, const ParallelCo
     };
     const std::string& n = spec.name;
     if (n == "lm_head.weight") {
-      slice(0, EvenSlice(c.vocab_size, p));  // vocab parallel
+      slice(0, VocabRange(c.vocab_size, p));  // vocab parallel (the last ranks' shards may be short: padded)
     } else if (absl::StartsWith(n, "model.layers.")) {
       const int layer = std::stoi(n.substr(13));
       const LayerConfig& l = c.layers[layer];

@@ -24,7 +24,8 @@ struct TensorShard {
   int64_t numel() const;
 };
 
-// Every tensor rank `parallel.rank` holds. lm_head is vocab parallel (rows V/N per rank); the embedding,
+// Every tensor rank `parallel.rank` holds. lm_head is vocab parallel (VocabRange: ceil(V/N) rows per rank, the
+// last ranks' cut at V; a rank past the end holds a 0-row slice); the embedding,
 // the norms and the routers are replicated.
 std::vector<TensorShard> RankTensorShards(const ModelConfig& config, const ParallelConfig& parallel);
 

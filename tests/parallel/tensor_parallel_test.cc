@@ -88,6 +88,23 @@ ModelConfig ConfigNamed(const std::string& name) {
     c.tie_word_embeddings = true;
     return c;
   }
+  // Vocabularies the rank count does not divide: lm_head's shards are padded (the last rank's is short).
+  if (name == "tiny_odd_vocab") {
+    ModelConfig c = *PresetConfig("tiny");
+    c.vocab_size = 301;
+    return c;
+  }
+  if (name == "tiny_tied_odd_vocab") {
+    ModelConfig c = *PresetConfig("tiny");
+    c.vocab_size = 611;
+    c.tie_word_embeddings = true;
+    return c;
+  }
+  if (name == "head_pattern_odd_vocab") {  // 4 ranks of ceil(302 / 4) = 76 rows: the last holds 74
+    ModelConfig c = HeadPatternConfig();
+    c.vocab_size = 302;
+    return c;
+  }
   return FewKvHeadsConfig();
 }
 
@@ -125,6 +142,9 @@ INSTANTIATE_TEST_SUITE_P(
     Tp, TensorParallelLogitsTest,
     ::testing::Values(std::make_tuple("tiny", TpCase{"tp2", 2, false}), std::make_tuple("tiny", TpCase{"tp2_ep", 2, true}),
                       std::make_tuple("tiny_tied", TpCase{"tp2", 2, false}),
+                      std::make_tuple("tiny_odd_vocab", TpCase{"tp2", 2, false}),
+                      std::make_tuple("tiny_tied_odd_vocab", TpCase{"tp2", 2, false}),
+                      std::make_tuple("head_pattern_odd_vocab", TpCase{"tp4", 4, false}),
                       std::make_tuple("head_pattern", TpCase{"tp2", 2, false}),
                       std::make_tuple("head_pattern", TpCase{"tp2_ep", 2, true}),
                       std::make_tuple("head_pattern", TpCase{"tp4", 4, false}),
@@ -209,9 +229,8 @@ TEST(TensorParallelTest, BadSplitsNameTheFlag) {
             "--tensor_parallel_size=4 and the 6 KV heads of layer 0: one must divide the other to split or "
             "replicate them");
   ModelConfig odd_vocab = HeadPatternConfig();
-  odd_vocab.vocab_size = 301;
-  EXPECT_EQ(std::string(ValidateParallelConfig(odd_vocab, {2, 0, false}).message()),
-            "--tensor_parallel_size=2 does not divide the vocabulary of 301 tokens (lm_head is split by vocabulary)");
+  odd_vocab.vocab_size = 301;  // padded, not refused (tests/parallel/vocab_padding_test.cc)
+  EXPECT_TRUE(ValidateParallelConfig(odd_vocab, {2, 0, false}).ok());
   ModelConfig dense = tiny;
   for (LayerConfig& l : dense.layers) l.is_moe = false;
   EXPECT_EQ(std::string(ValidateParallelConfig(dense, {2, 0, true}).message()),
