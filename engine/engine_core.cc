@@ -25,6 +25,7 @@ EngineCore::EngineCore(const CausalLM& model, std::unique_ptr<PagedKvCache> cach
       max_queue_(options.max_queue),
       max_context_(max_context),
       fault_hook_(options.step_fault_hook),
+      update_fault_hook_(options.update_fault_hook),
       seed_base_(std::random_device{}()) {}
 
 absl::Status EngineCore::Add(GenerationRequest request, OutputCallback callback) {
@@ -43,6 +44,7 @@ absl::Status EngineCore::Add(GenerationRequest request, OutputCallback callback)
   for (int32_t t : request.prompt) ++seq->history.prompt_counts[t];
   seq->arrival = absl::Now();
   seq->callback = std::move(callback);
+  seq->stop_token_ids = MakeStopTokenSet(request.stopping);
   seq->request = std::move(request);
   Sequence* raw = seq.get();
   seqs_.emplace(raw->request.id, std::move(seq));
@@ -190,7 +192,7 @@ void EngineCore::SampleAndDeliver(const SchedulerOutput& step, const at::Tensor&
     o.token_ids.push_back(r.token);
     if (s->request.logprobs > 0) o.logprobs.push_back(r.logprob);
     out.push_back({s->callback, std::move(o)});
-    const FinishReason reason = CheckStop(s->request.stopping, r.token, s->num_generated(),
+    const FinishReason reason = CheckStop(s->request.stopping, s->stop_token_ids, r.token, s->num_generated(),
                                           static_cast<int64_t>(s->tokens.size()), stop_context);
     if (reason != FinishReason::kNone) Finish(s, reason, now, out);
   }
@@ -211,7 +213,13 @@ StepInfo EngineCore::Update(const ScheduledStep& step, const StepResult& result,
   } else {
     ++stats_.logits_host_copies_total;
     scheduler_.Commit(step.chunks);
+    const size_t queued_before = out.size();
     SampleAndDeliver(step.chunks, *result.host_logits, now, out);
+    if (update_fault_hook_) {
+      int finished = 0;
+      for (size_t i = queued_before; i < out.size(); ++i) finished += out[i].second.finished ? 1 : 0;
+      update_fault_hook_(forward_steps_ - 1, finished);
+    }
   }
   RefreshKvStats();
   StepInfo info;

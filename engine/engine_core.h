@@ -99,6 +99,7 @@ class EngineCore {
   int max_queue_;
   int64_t max_context_;
   std::function<void(int64_t)> fault_hook_;
+  std::function<void(int64_t, int)> update_fault_hook_;  // test-only (ExecutorOptions::update_fault_hook)
   int64_t forward_steps_ = 0;  // engine thread only (Execute)
   uint64_t seed_base_;
   uint64_t request_counter_ = 0;

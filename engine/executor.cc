@@ -93,6 +93,9 @@ absl::Status Executor::Impl::Submit(GenerationRequest request, OutputCallback ca
   RequestLimits limits;
   limits.max_new_tokens_cap = opt.max_new_tokens_cap;
   limits.max_logprobs = opt.max_logprobs;
+  limits.max_stop_token_ids = opt.max_stop_token_ids;
+  limits.max_request_id_length = opt.max_request_id_length;
+  limits.max_cache_salt_length = opt.max_cache_salt_length;
   limits.max_context = owner_->max_context();
   // The one validator (engine/request_validation.h): the server only converts the proto.
   if (absl::Status invalid = ValidateGenerationRequest(request, owner_->config(), limits); !invalid.ok()) {
@@ -273,9 +276,35 @@ absl::Status Executor::Impl::RunWarmup() {
   return logits.status();
 }
 
+namespace {
+
+// A pool of sliding-window blocks too small for one sequence's window and one step's new blocks would make an
+// accepted request preempt itself every step until its deadline: refused at start-up, naming the budget that
+// works.
+absl::Status CheckSlidingPool(const CausalLM& model, const ExecutorOptions& options, const KvCacheOptions& kv,
+                              int64_t budget) {
+  const ModelConfig& config = model.kv_config();
+  const int64_t need = SlidingBlocksForOneSequence(config, options.block_size, options.max_num_batched_tokens,
+                                                   options.enable_prefix_caching);
+  if (need == 0 || kv.num_blocks_sliding >= need) return absl::OkStatus();
+  const int64_t min_bytes = MinKvCacheBytes(config, options.block_size, options.max_num_seqs,
+                                            options.max_num_batched_tokens, options.enable_prefix_caching,
+                                            model.dtype());
+  return absl::InvalidArgumentError(absl::StrCat(
+      "kv cache: the sliding-window pool gets ", kv.num_blocks_sliding, " blocks of ", options.block_size,
+      " tokens, fewer than the ", need, " one sequence needs (its window of ", config.MaxSlidingWindow(),
+      " tokens and one step's new blocks", options.enable_prefix_caching ? ", prefix caching on" : "",
+      "): a request would preempt itself every step. The smallest KV cache budget that works is ", min_bytes,
+      " bytes per rank (kv_cache_bytes, or kv_cache_memory_fraction of the free device memory); this one is ",
+      budget, model.parallel().distributed() ? " (or another rank's smaller pool)" : ""));
+}
+
+}  // namespace
+
 absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const ExecutorOptions& options) {
-  absl::StatusOr<KvCacheOptions> kv = absl::InvalidArgumentError("kv_cache_memory_fraction must be in (0, 1)");
-  if (options.kv_cache_memory_fraction < 1) {
+  absl::StatusOr<KvCacheOptions> kv = absl::InvalidArgumentError("kv_cache_memory_fraction must be in [0, 1)");
+  int64_t budget = 0;
+  if (options.kv_cache_memory_fraction >= 0 && options.kv_cache_memory_fraction < 1) {
     absl::StatusOr<int64_t> bytes = options.kv_cache_bytes;
     if (options.kv_cache_memory_fraction > 0) {
       bytes = FreeDeviceMemoryBytes(model.device());
@@ -284,8 +313,12 @@ absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const Executor
     kv = bytes.ok() ? KvCacheOptionsFromBudget(model.kv_config(), *bytes, options.block_size, options.max_num_seqs,
                                                options.max_num_batched_tokens, model.dtype(), model.device())
                     : absl::StatusOr<KvCacheOptions>(bytes.status());
+    if (bytes.ok()) budget = *bytes;
   }
-  if (!model.parallel().distributed()) return kv;
+  if (!model.parallel().distributed()) {
+    if (kv.ok()) RETURN_IF_ERROR(CheckSlidingPool(model, options, *kv, budget));
+    return kv;
+  }
   // Every rank joins, even one that failed (-1), so that none waits for the others until the timeout.
   at::Tensor blocks = at::full({2}, -1, at::TensorOptions().dtype(at::kLong));
   if (kv.ok()) {
@@ -303,6 +336,8 @@ absl::StatusOr<KvCacheOptions> PlanKvCache(const CausalLM& model, const Executor
   }
   kv->num_blocks_full = static_cast<int32_t>(blocks.data_ptr<int64_t>()[0]);
   kv->num_blocks_sliding = static_cast<int32_t>(blocks.data_ptr<int64_t>()[1]);
+  // After the agreement: every rank sees the same pool sizes, so all refuse (or accept) together.
+  RETURN_IF_ERROR(CheckSlidingPool(model, options, *kv, budget));
   return kv;
 }
 
@@ -315,6 +350,13 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(std::unique_ptr<Causa
   if (options.max_num_seqs < 1) return absl::InvalidArgumentError("max_num_seqs must be >= 1");
   if (options.max_num_batched_tokens < 1) return absl::InvalidArgumentError("max_num_batched_tokens must be >= 1");
   if (options.max_queue < 0) return absl::InvalidArgumentError("max_queue must be >= 0");
+  if (options.block_size < 1) return absl::InvalidArgumentError("block_size must be >= 1");
+  if (options.max_stop_token_ids < 0) return absl::InvalidArgumentError("max_stop_token_ids must be >= 0");
+  if (options.max_request_id_length < 1) return absl::InvalidArgumentError("max_request_id_length must be >= 1");
+  if (options.max_cache_salt_length < 0) return absl::InvalidArgumentError("max_cache_salt_length must be >= 0");
+  if (options.heartbeat_interval <= absl::ZeroDuration() || options.heartbeat_interval == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError("heartbeat_interval must be positive and finite");
+  }
   ASSIGN_OR_RETURN(KvCacheOptions kv, PlanKvCache(*model, options));
   kv.enable_prefix_caching = options.enable_prefix_caching;
   std::unique_ptr<Executor> ex(new Executor(std::move(model), options));

@@ -19,6 +19,11 @@ struct ExecutorOptions {
   int max_queue = 1024;          // waiting requests before Submit returns RESOURCE_EXHAUSTED
   int max_new_tokens_cap = 4096; // largest max_new_tokens accepted
   int max_logprobs = 20;         // largest logprobs (top-n) accepted
+  // Request limits (engine/request_validation.h: RequestLimits), each refused with INVALID_ARGUMENT naming
+  // the field.
+  int max_stop_token_ids = 1024;    // entries of stopping.stop_token_ids
+  int max_request_id_length = 256;  // bytes of request_id (printable ASCII only: no control characters)
+  int max_cache_salt_length = 256;  // bytes of cache_salt
   bool run_warmup = true;        // one forward step before Create() returns
   BatchingMode batching_mode = BatchingMode::kContinuous;  // kStatic: the baseline for benchmarks
   // Automatic prefix caching: full blocks stay cached (keyed by a hash chain of their tokens and the
@@ -28,6 +33,10 @@ struct ExecutorOptions {
   // index (0-based, counting steps that ran a forward pass); whatever it throws is handled like a failure
   // of the forward pass itself.
   std::function<void(int64_t step)> step_fault_hook;
+  // Test-only fault injection after the forward pass: called on the engine thread in EngineCore::Update once
+  // a successful step's outputs are queued (final ones included), with the step's index and how many
+  // requests finished in it; whatever it throws escapes the step as a bug outside the forward pass would.
+  std::function<void(int64_t step, int num_finished)> update_fault_hook;
   // Tensor parallelism (the model's communicator): rank 0 sends a heartbeat this often while idle, so a
   // failed rank shows within this interval plus the collective timeout.
   absl::Duration heartbeat_interval = absl::Seconds(1);

@@ -21,6 +21,42 @@ int64_t SlidingBlocksNeeded(const ModelConfig& config, int block_size, int max_n
   return seqs * per_seq + transient;
 }
 
+int64_t SlidingBlocksForOneSequence(const ModelConfig& config, int block_size, int max_num_batched_tokens,
+                                    bool prefix_caching) {
+  const int64_t W = config.MaxSlidingWindow(), B = std::max(1, block_size);
+  if (!config.HasAttentionKind(AttentionKind::kSliding) || W <= 0) return 0;
+  const int64_t window_blocks = CeilDiv(W, B);
+  // With caching: a chunk of n <= max(B, (pool - window_blocks - 2) * B) tokens starting at s holds the
+  // blocks of [s - W + 1, s + n - 1], at most floor((n + W - 2) / B) + 2 of them: window_blocks + 2 for n = B.
+  if (prefix_caching) return window_blocks + 2;
+  // Without: the window the first query reads (<= window_blocks + 1 blocks) and the chunk's stored last
+  // window (<= window_blocks + 1), and never more than the span of a whole chunk of T tokens and its window.
+  const int64_t T = std::max(1, max_num_batched_tokens);
+  return std::min((T + W - 2) / B + 2, 2 * window_blocks + 2);
+}
+
+int64_t MinKvCacheBytes(const ModelConfig& config, int block_size, int max_num_seqs, int max_num_batched_tokens,
+                        bool prefix_caching, at::ScalarType dtype) {
+  const int64_t need = SlidingBlocksForOneSequence(config, block_size, max_num_batched_tokens, prefix_caching);
+  auto works = [&](int64_t bytes) {
+    absl::StatusOr<KvCacheOptions> o = KvCacheOptionsFromBudget(config, bytes, block_size, max_num_seqs,
+                                                                max_num_batched_tokens, dtype, at::kCPU);
+    return o.ok() && o->num_blocks_sliding >= need;
+  };
+  // Both pools only grow with the budget: the first budget that works is found by bisection.
+  int64_t hi = 1;
+  while (!works(hi)) {
+    if (hi >= (int64_t{1} << 62)) return -1;
+    hi *= 2;
+  }
+  int64_t lo = hi / 2;  // does not work (or is 0)
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (works(mid) ? hi : lo) = mid;
+  }
+  return hi;
+}
+
 absl::StatusOr<KvCacheOptions> KvCacheOptionsFromBudget(const ModelConfig& config, int64_t bytes, int block_size,
                                                         int max_num_seqs, int max_num_batched_tokens,
                                                         at::ScalarType dtype, at::Device device) {

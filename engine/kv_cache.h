@@ -25,6 +25,19 @@ struct KvCacheOptions : KvPoolOptions {
 int64_t SlidingBlocksNeeded(const ModelConfig& config, int block_size, int max_num_seqs,
                             int max_num_batched_tokens);
 
+// Blocks of the sliding pool that one sequence alone needs so that it always makes progress: the blocks of
+// the window its first query reads, held while the step's chunk adds its own. With prefix caching a chunk
+// stores every key and the scheduler cuts chunks to BlockManager::MaxChunkTokens (at least one block), so
+// ceil(window / block) + 2; without, a chunk of up to `max_num_batched_tokens` stores its last window only.
+// A smaller pool would make an accepted request preempt itself every step (0 without sliding layers).
+int64_t SlidingBlocksForOneSequence(const ModelConfig& config, int block_size, int max_num_batched_tokens,
+                                    bool prefix_caching);
+
+// The smallest byte budget for which KvCacheOptionsFromBudget gives a sliding pool of at least
+// SlidingBlocksForOneSequence blocks and a full pool of at least one block (-1 if none up to 2^62 does).
+int64_t MinKvCacheBytes(const ModelConfig& config, int block_size, int max_num_seqs, int max_num_batched_tokens,
+                        bool prefix_caching, at::ScalarType dtype);
+
 // Splits a byte budget between the two pools: the sliding pool gets SlidingBlocksNeeded (at most half the
 // budget when there are full layers), the full pool the rest. Error if a pool gets no block.
 absl::StatusOr<KvCacheOptions> KvCacheOptionsFromBudget(const ModelConfig& config, int64_t bytes, int block_size,

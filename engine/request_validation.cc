@@ -36,6 +36,13 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, const M
     return Invalid("request_id", absl::StrCat("is ", request.id.size(), " bytes, longer than ",
                                               limits.max_request_id_length));
   }
+  for (size_t i = 0; i < request.id.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(request.id[i]);
+    if (ch < 0x20 || ch > 0x7e) {
+      return Invalid("request_id", absl::StrCat("byte ", i, " is 0x", absl::Hex(ch, absl::kZeroPad2),
+                                                "; only printable ASCII (0x20-0x7e) is allowed"));
+    }
+  }
   if (static_cast<int64_t>(request.cache_salt.size()) > limits.max_cache_salt_length) {
     return Invalid("cache_salt", absl::StrCat("is ", request.cache_salt.size(), " bytes, longer than ",
                                               limits.max_cache_salt_length));
@@ -66,6 +73,10 @@ absl::Status ValidateGenerationRequest(const GenerationRequest& request, const M
     return Invalid("stopping.max_new_tokens",
                    absl::StrCat("prompt_token_ids (", prompt_len, ") + stopping.max_new_tokens (", stop.max_new_tokens,
                                 ") exceed the maximum context of ", limits.max_context, " tokens"));
+  }
+  if (static_cast<int64_t>(stop.stop_token_ids.size()) > limits.max_stop_token_ids) {
+    return Invalid("stopping.stop_token_ids", absl::StrCat("has ", stop.stop_token_ids.size(),
+                                                           " entries, more than ", limits.max_stop_token_ids));
   }
   for (size_t i = 0; i < stop.stop_token_ids.size(); ++i) {
     if (absl::Status s = CheckTokenId(absl::StrCat("stopping.stop_token_ids[", i, "]"), stop.stop_token_ids[i],

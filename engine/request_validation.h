@@ -19,10 +19,13 @@ struct RequestLimits {
   int64_t max_context = 0;           // prompt + max_new_tokens may not exceed this (Executor::max_context())
   int max_request_id_length = 256;   // bytes
   int max_cache_salt_length = 256;   // bytes
+  int max_stop_token_ids = 1024;     // entries of stopping.stop_token_ids
 };
 
 // OK, or INVALID_ARGUMENT naming the first bad field. Checks: a non-empty request_id of at most
-// max_request_id_length bytes (ids are assigned by the server when its client gives none, never here);
+// max_request_id_length bytes of printable ASCII (0x20-0x7e: no control characters, no escapes that could
+// forge a log line; ids are assigned by the server when its client gives none, never here); at most
+// max_stop_token_ids stop token ids;
 // a non-empty prompt of token ids in [0, vocab_size) that leaves room in the context; max_new_tokens in
 // [1, max_new_tokens_cap] with prompt + max_new_tokens <= max_context; stop token ids in the vocabulary;
 // the sampling parameters' ranges (finite, temperature >= 0, top_p in (0, 1], top_k >= 0, min_p in

@@ -9,6 +9,7 @@
 #include "engine/generation.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
+#include "engine/stop_checker.h"
 
 namespace stepserve {
 
@@ -16,6 +17,7 @@ enum class SequenceState { kWaiting, kRunning, kFinished };
 
 struct Sequence {
   GenerationRequest request;
+  StopTokenSet stop_token_ids;  // request.stopping.stop_token_ids as a set (built once, at Add)
   OutputCallback callback;
   uint64_t seed = 0;
   uint64_t admission_order = 0;  // larger = admitted more recently (preemption victim order)

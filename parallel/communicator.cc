@@ -16,6 +16,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace stepserve {
 
@@ -106,6 +107,16 @@ std::shared_ptr<::gloo::transport::Device> GlooDevice(const std::string& hostnam
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
+// The collective timeout (--dist_timeout_s): a zero, negative or infinite one would make c10d fail later with a
+// misleading message (or wait forever), so it is refused here, naming the flag.
+absl::Status CheckTimeout(absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration() || timeout == absl::InfiniteDuration() || timeout > absl::Hours(24 * 365)) {
+    return absl::InvalidArgumentError(absl::StrCat("--dist_timeout_s: the collective timeout must be positive and ",
+                                                   "finite, got ", absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrusive_ptr<c10d::Store>& store,
@@ -113,6 +124,7 @@ absl::StatusOr<std::shared_ptr<Communicator>> ConnectC10dGroup(const c10::intrus
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", o.rank, " is outside a group of ", o.world_size));
   }
+  RETURN_IF_ERROR(CheckTimeout(o.timeout));
   try {
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(ToMillis(o.timeout));
     gloo_options->devices.push_back(GlooDevice(o.gloo_hostname));
@@ -154,6 +166,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> ConnectTcpStore(const std::strin
                                                                 int world_size, absl::Duration timeout,
                                                                 int* bound_port) {
   if (port < 0 || port > 65535) return absl::InvalidArgumentError(absl::StrCat("--dist_addr: bad port ", port));
+  RETURN_IF_ERROR(CheckTimeout(timeout));
   try {
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<uint16_t>(port);

@@ -125,3 +125,53 @@ TEST(ExecutorFaultTest, FailuresUnderLoadLoseNothing) {
 
 }  // namespace
 }  // namespace stepserve
+
+namespace stepserve {
+namespace {
+
+// Issue #18: an exception in a step after a request finished (its final output queued) must not lose that
+// output; it used to live in a local of the step and vanish, so the stream never ended. Here the update of
+// the step where "short" finishes throws: "short" still gets its final output (kLength, both tokens), the
+// other request in flight ends with kError, and the executor serves on.
+TEST(ExecutorFaultTest, AnExceptionAfterAFinishStillDeliversTheFinalOutput) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool submitted = false;
+  std::atomic<int> thrown{0};
+  ExecutorOptions options;
+  options.step_fault_hook = [&](int64_t step) {  // the first step waits until both requests are queued
+    if (step != 0) return;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return submitted; });
+  };
+  options.update_fault_hook = [&](int64_t, int finished) {
+    if (finished > 0 && thrown.fetch_add(1) == 0) throw std::runtime_error("injected fault after a finish");
+  };
+  auto ex = MakeExecutor(options);
+  OutputCollector c;
+  ASSERT_TRUE(ex->Submit(GreedyRequest("short", {1, 2, 3}, 2), c.Callback()).ok());
+  ASSERT_TRUE(ex->Submit(GreedyRequest("long", {4, 5, 6}, 50), c.Callback()).ok());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    submitted = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(c.WaitFinished(2, absl::Seconds(30))) << "a stream never ended: " << c.finished() << " of 2";
+  const testing::Collected s = c.Get("short"), l = c.Get("long");
+  EXPECT_EQ(thrown.load(), 1);
+  EXPECT_EQ(s.num_finished, 1);
+  EXPECT_EQ(s.reason, FinishReason::kLength);
+  EXPECT_EQ(s.tokens.size(), 2u);
+  EXPECT_EQ(l.num_finished, 1);
+  EXPECT_EQ(l.reason, FinishReason::kError);
+  EXPECT_NE(l.final_output.error.message().find("injected fault after a finish"), std::string::npos)
+      << l.final_output.error;
+  ASSERT_TRUE(ex->Submit(GreedyRequest("after", {7, 8}, 3), c.Callback()).ok());
+  ASSERT_TRUE(c.WaitFinished(3, absl::Seconds(30)));
+  EXPECT_EQ(c.Get("after").reason, FinishReason::kLength);
+  EXPECT_EQ(c.Get("after").num_finished, 1);
+  EXPECT_EQ(ex->Stats().kv_blocks_used, 0);
+}
+
+}  // namespace
+}  // namespace stepserve

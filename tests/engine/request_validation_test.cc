@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/executor.h"
+#include "engine/stop_checker.h"
 #include "tests/engine/executor_test_util.h"
 #include "tests/test_util.h"
 
@@ -178,6 +179,99 @@ TEST(RequestValidationTest, ExecutorSubmitReturnsTheValidatorsStatus) {
   ASSERT_TRUE(ex.Submit(ok, collector.Callback()).ok());
   ASSERT_TRUE(collector.WaitFinished(1));
   EXPECT_EQ(collector.Get("r1").tokens.size(), 4u);
+}
+
+}  // namespace
+}  // namespace stepserve
+
+namespace stepserve {
+namespace {
+
+// Issue #18: request ids are printable ASCII only (a newline or an ANSI escape could forge a log line), and
+// the stop token list is capped; each refusal names the field.
+TEST(RequestLimitsTest, RequestIdCharactersAndStopTokenCount) {
+  for (const std::string& id : {std::string("a\nb"), std::string("x\x1b[31mred"), std::string("tab\there"),
+                                std::string("del\x7f"), std::string("utf8-\xc3\xa9"), std::string(1, '\0')}) {
+    GenerationRequest r = Valid();
+    r.id = id;
+    const absl::Status s = ValidateGenerationRequest(r, Config(), Limits());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(std::string(s.message()).rfind("request_id:", 0), 0u) << s.message();
+    EXPECT_NE(s.message().find("printable ASCII"), std::string::npos) << s.message();
+  }
+  GenerationRequest r = Valid();
+  r.id = "ok id-1_~!";
+  EXPECT_TRUE(ValidateGenerationRequest(r, Config(), Limits()).ok());
+
+  RequestLimits limits = Limits();
+  limits.max_stop_token_ids = 4;
+  r = Valid();
+  r.stopping.stop_token_ids = {1, 2, 3, 4};
+  EXPECT_TRUE(ValidateGenerationRequest(r, Config(), limits).ok());
+  r.stopping.stop_token_ids.push_back(5);
+  const absl::Status s = ValidateGenerationRequest(r, Config(), limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.message()).rfind("stopping.stop_token_ids:", 0), 0u) << s.message();
+  EXPECT_EQ(RequestLimits().max_stop_token_ids, 1024);
+}
+
+// The limits come from ExecutorOptions (the server sets them by flags): a 2M-id stop list is refused at
+// Submit, before anything is queued; an id over the configured length too.
+TEST(RequestLimitsTest, ExecutorOptionsSetTheLimits) {
+  ExecutorOptions options;
+  options.run_warmup = false;
+  options.max_stop_token_ids = 8;
+  options.max_request_id_length = 10;
+  options.max_cache_salt_length = 4;
+  auto executor = Executor::Create(testing::LoadTinyModel(), options);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  testing::OutputCollector collector;
+  GenerationRequest r = Valid();
+  r.stopping.stop_token_ids.assign(2000000, 7);
+  absl::Status s = (*executor)->Submit(r, collector.Callback());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.message()).rfind("stopping.stop_token_ids:", 0), 0u) << s;
+  r = Valid();
+  r.id = "eleven-char";
+  s = (*executor)->Submit(r, collector.Callback());
+  EXPECT_EQ(std::string(s.message()).rfind("request_id:", 0), 0u) << s;
+  r = Valid();
+  r.cache_salt = "salty";
+  s = (*executor)->Submit(r, collector.Callback());
+  EXPECT_EQ(std::string(s.message()).rfind("cache_salt:", 0), 0u) << s;
+  EXPECT_EQ(collector.finished(), 0);
+  options.max_stop_token_ids = -1;
+  EXPECT_EQ(Executor::Create(testing::LoadTinyModel(), options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Stop tokens are looked up in a set built at admission: a request with 1000 stop ids (the last one the
+// model's first greedy token) stops on it, after exactly one token.
+TEST(RequestLimitsTest, StopTokenSetEndsTheRequest) {
+  StoppingCriteria stop;
+  stop.max_new_tokens = 10;
+  for (int32_t t = 0; t < 1000; ++t) stop.stop_token_ids.push_back(t % 250);
+  const StopTokenSet set = MakeStopTokenSet(stop);
+  EXPECT_EQ(set.size(), 250u);
+  const StopContext context{nullptr, 100};
+  EXPECT_EQ(CheckStop(stop, set, 249, 1, 5, context), FinishReason::kStopToken);
+  EXPECT_EQ(CheckStop(stop, set, 250, 1, 5, context), FinishReason::kNone);
+  EXPECT_EQ(CheckStop(stop, set, 250, 10, 5, context), FinishReason::kLength);
+
+  ExecutorOptions options;
+  options.run_warmup = false;
+  auto executor = Executor::Create(testing::LoadTinyModel(), options);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  const testing::GreedyCase golden = testing::GreedyCases()[0];
+  testing::OutputCollector collector;
+  GenerationRequest r = testing::GreedyRequest("stop", golden.prompt, 10);
+  for (int32_t t = 0; t < 300 && r.stopping.stop_token_ids.size() < 999; ++t) {
+    if (t != golden.greedy[0]) r.stopping.stop_token_ids.push_back(t);
+  }
+  r.stopping.stop_token_ids.push_back(golden.greedy[0]);
+  ASSERT_TRUE((*executor)->Submit(r, collector.Callback()).ok());
+  ASSERT_TRUE(collector.WaitFinished(1));
+  EXPECT_EQ(collector.Get("stop").reason, FinishReason::kStopToken);
+  EXPECT_EQ(collector.Get("stop").tokens, std::vector<int32_t>{golden.greedy[0]});
 }
 
 }  // namespace
