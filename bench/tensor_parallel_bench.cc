@@ -26,6 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/subprocess.h"
 #include "engine/executor.h"
 #include "engine/forward_batch.h"
 #include "model/model_loader.h"
@@ -146,37 +147,33 @@ std::vector<Result> RunGroup(const Flags& f, const char* self, int world) {
     if (!s.ok()) return {};
     store = *s;  // hosted here, for the run's lifetime
   }
-  int out[2];
-  if (pipe(out) != 0) return {};
+  const std::string blas_threads =
+      std::to_string(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world));
   std::vector<pid_t> pids;
+  int out = -1;  // rank 0's stdout
   for (int r = 0; r < world; ++r) {
     std::vector<std::string> args = {self, "--model=" + f.model, absl::StrCat("--world=", world),
                                      absl::StrCat("--rank=", r), absl::StrCat("--port=", port),
                                      absl::StrCat("--context=", f.context), absl::StrCat("--steps=", f.steps),
                                      "--batches=" + absl::StrJoin(f.batches, ",")};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string blas_threads =
-        std::to_string(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world));
-    const pid_t pid = fork();
-    if (pid == 0) {
-      if (r == 0) dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      setenv("OPENBLAS_NUM_THREADS", blas_threads.c_str(), 1);
-      setenv("OMP_NUM_THREADS", blas_threads.c_str(), 1);
-      execv("/proc/self/exe", argv.data());
-      _exit(127);
+    SpawnOptions options;
+    options.program = "/proc/self/exe";
+    options.env = {{"OPENBLAS_NUM_THREADS", blas_threads}, {"OMP_NUM_THREADS", blas_threads}};
+    if (r == 0) options.stdout_to = ChildOutput::kPipe;
+    auto child = SpawnProcess(args, options);
+    if (!child.ok()) {
+      for (pid_t pid : pids) KillProcess(pid);
+      if (out >= 0) close(out);
+      return {};
     }
-    pids.push_back(pid);
+    if (r == 0) out = child->stdout_pipe;
+    pids.push_back(child->pid);
   }
-  close(out[1]);
   std::string text;
   char buf[4096];
   ssize_t n;
-  while ((n = read(out[0], buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
-  close(out[0]);
+  while ((n = read(out, buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
+  close(out);
   for (pid_t pid : pids) waitpid(pid, nullptr, 0);
   std::vector<Result> results;
   for (absl::string_view line : absl::StrSplit(text, '\n')) {

@@ -187,11 +187,6 @@ void GenerateCall::OnDone(const grpc::Status& status) {
 
 }  // namespace
 
-LoadResult RunLoad(const std::shared_ptr<grpc::Channel>& channel, const std::vector<RequestSpec>& specs,
-                   const LoadConfig& config) {
-  return RunConversations(channel, SingleTurn(specs), config);
-}
-
 LoadResult RunConversations(const std::shared_ptr<grpc::Channel>& channel,
                             const std::vector<Conversation>& conversations, const LoadConfig& config) {
   auto stub = v1::StepServe::NewStub(channel);

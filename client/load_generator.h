@@ -6,7 +6,8 @@
 // previous one ended, with the prompt the previous prompt + its generated tokens + the next user message
 // (NextTurnPrompt). A conversation holds one concurrency slot for all its turns, and in an open loop the
 // arrival times are those of the conversations' first turns. When a turn fails, the conversation's later
-// turns are not sent and count as failed with code SKIPPED. Single requests are conversations of one turn.
+// turns are not sent and count as failed with code SKIPPED. Single requests are conversations of one turn
+// (SingleTurn, client/workload.h).
 #pragma once
 
 #include <functional>
@@ -32,14 +33,10 @@ struct LoadConfig {
 };
 
 struct LoadResult {
-  // In the order of the specs; for conversations, conversation-major (all turns of the first, then the
-  // second's, ...).
+  // Conversation-major: all turns of the first conversation, then the second's, ...
   std::vector<RequestResult> requests;
   double duration_s = 0;                // from the first send to the last completion
 };
-
-LoadResult RunLoad(const std::shared_ptr<grpc::Channel>& channel, const std::vector<RequestSpec>& specs,
-                   const LoadConfig& config);
 
 LoadResult RunConversations(const std::shared_ptr<grpc::Channel>& channel,
                             const std::vector<Conversation>& conversations, const LoadConfig& config);

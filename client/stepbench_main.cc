@@ -24,6 +24,7 @@
 #include "client/arrivals.h"
 #include "client/bench_report.h"
 #include "client/channel.h"
+#include "client/channel_flags.h"
 #include "client/cli_flags.h"
 #include "client/load_generator.h"
 #include "client/metrics_scrape.h"
@@ -111,12 +112,7 @@ bool ScrapeSettled(const std::string& url, double timeout_s, double min_success,
 int Main(int argc, char** argv) {
   Options o;
   FlagSet flags("stepbench");
-  flags.AddString("target", &o.channel.target, "server address host:port");
-  flags.AddBool("tls", &o.channel.tls, "use TLS with the system roots");
-  flags.AddString("tls_ca", &o.channel.tls_ca, "PEM roots to verify the server; implies TLS");
-  flags.AddString("tls_cert", &o.channel.tls_cert, "PEM client certificate chain for mutual TLS");
-  flags.AddString("tls_key", &o.channel.tls_key, "PEM client private key for mutual TLS");
-  flags.AddString("tls_server_name", &o.channel.tls_server_name, "name to verify in the server certificate");
+  AddChannelFlags(&flags, &o.channel);
   flags.AddInt("concurrency", &o.concurrency, "requests in flight (closed loop); a cap with --request_rate, 0 none");
   flags.AddDouble("request_rate", &o.request_rate, "open loop: mean requests per second; 0 is closed loop");
   flags.AddDouble("burstiness", &o.burstiness, "open loop: gamma shape of the inter-arrival gaps; 1 is Poisson");

@@ -17,6 +17,7 @@
 #include <grpcpp/client_context.h>
 
 #include "client/channel.h"
+#include "client/channel_flags.h"
 #include "client/cli_flags.h"
 #include "client/health_client.h"
 #include "client/token_list.h"
@@ -185,6 +186,7 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
     return RpcFailed(status, o);
   }
   if (!o.stream || o.logprobs > 0) std::cout << "tokens: " << JoinTokens(tokens) << "\n";
+  // The API's name of the reason (the server's metrics label is the same name in lower case).
   std::string reason = v1::FinishReason_Name(last.finish_reason());
   if (reason.rfind("FINISH_REASON_", 0) == 0) reason = reason.substr(14);
   std::cout << "finish_reason=" << reason << " prompt_tokens=" << last.usage().prompt_tokens()
@@ -200,13 +202,8 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
 int Main(int argc, char** argv) {
   Options o;
   FlagSet flags("stepctl");
-  flags.AddString("target", &o.channel.target, "server address host:port");
+  AddChannelFlags(&flags, &o.channel);
   flags.AddDouble("timeout_s", &o.timeout_s, "deadline for the RPC in seconds, connection included");
-  flags.AddBool("tls", &o.channel.tls, "use TLS with the system roots");
-  flags.AddString("tls_ca", &o.channel.tls_ca, "PEM roots to verify the server; implies TLS");
-  flags.AddString("tls_cert", &o.channel.tls_cert, "PEM client certificate chain for mutual TLS");
-  flags.AddString("tls_key", &o.channel.tls_key, "PEM client private key for mutual TLS");
-  flags.AddString("tls_server_name", &o.channel.tls_server_name, "name to verify in the server certificate");
   flags.AddString("service", &o.service, "health: the service to check; empty is the whole server");
   flags.AddBool("json", &o.json, "info: print JSON");
   flags.AddString("tokens", &o.tokens, "generate: prompt token ids, comma separated");

@@ -20,20 +20,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 namespace {
 
-v1::FinishReason ToProto(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStopToken: return v1::FINISH_REASON_STOP_TOKEN;
-    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
-    case FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
-    case FinishReason::kDeadlineExceeded: return v1::FINISH_REASON_DEADLINE_EXCEEDED;
-    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
-    case FinishReason::kNone: break;
-  }
-  return v1::FINISH_REASON_UNSPECIFIED;
-}
-
 // The gRPC status a stream ends with, given the executor's final output.
 absl::Status FinishStatus(const GenerationOutput& out) {
   switch (out.finish_reason) {

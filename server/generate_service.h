@@ -12,7 +12,7 @@
 #include "absl/time/time.h"
 #include "engine/executor.h"
 #include "server/metrics.h"
-#include "server/request_validation.h"
+#include "server/proto_conversion.h"
 #include "stepserve/v1/stepserve.grpc.pb.h"
 
 namespace stepserve::server {

@@ -14,23 +14,19 @@
 #include <vector>
 
 #include <ATen/Context.h>
-#include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "engine/executor.h"
 #include "common/logging.h"
 #include "model/model_loader.h"
 #include "parallel/capacity_plan.h"
-#include "parallel/communicator.h"
-#include "engine/step_runner.h"
-#include "common/status_macros.h"
 #include "server/rank_launcher.h"
 #include "server/server.h"
+#include "server/tensor_parallel_startup.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on for gRPC.");
 ABSL_FLAG(int32_t, port, 50051, "gRPC port (0: any free port, reported in the start-up log line).");
@@ -95,50 +91,17 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name) {
   }
 }
 
-// Where this process sits in the tensor-parallel group (flags checked; errors name the flag).
-struct GroupLayout {
-  int world = 1;         // --tensor_parallel_size
-  int per_node = 1;      // ranks on each node
-  int rank = 0;          // this process's rank
-  int local_rank = 0;    // its index on this node (its CUDA device)
-  bool spawned = false;  // started by its node's first process (--worker_rank)
-  std::string store_host = "127.0.0.1";
-  int store_port = 0;    // 0 on rank 0 of a single node: any free port
-};
-
-absl::StatusOr<GroupLayout> ResolveGroupLayout() {
-  GroupLayout g;
-  g.world = absl::GetFlag(FLAGS_tensor_parallel_size);
-  const int nnodes = absl::GetFlag(FLAGS_nnodes), node_rank = absl::GetFlag(FLAGS_node_rank);
-  if (g.world < 1) return absl::InvalidArgumentError("--tensor_parallel_size must be >= 1");
-  if (nnodes < 1) return absl::InvalidArgumentError("--nnodes must be >= 1");
-  if (g.world % nnodes != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--nnodes=", nnodes, " does not divide --tensor_parallel_size=",
-                                                   g.world, " (every node runs the same number of ranks)"));
-  }
-  if (node_rank < 0 || node_rank >= nnodes) {
-    return absl::InvalidArgumentError(absl::StrCat("--node_rank=", node_rank, " is outside [0, --nnodes=", nnodes, ")"));
-  }
-  g.per_node = g.world / nnodes;
-  const int worker_rank = absl::GetFlag(FLAGS_worker_rank);
-  g.spawned = worker_rank >= 0;
-  g.rank = g.spawned ? worker_rank : node_rank * g.per_node;
-  if (g.rank >= g.world) {
-    return absl::InvalidArgumentError(absl::StrCat("--worker_rank=", g.rank, " is outside the group of ", g.world));
-  }
-  g.local_rank = g.rank % g.per_node;
-  const std::string addr = absl::GetFlag(FLAGS_dist_addr);
-  if (addr.empty()) {
-    if (nnodes > 1) return absl::InvalidArgumentError("--dist_addr=HOST:PORT is required with --nnodes > 1");
-  } else {
-    const size_t colon = addr.rfind(':');
-    if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(addr.substr(colon + 1), &g.store_port) ||
-        g.store_port < 0 || g.store_port > 65535 || (g.rank != 0 && g.store_port == 0)) {
-      return absl::InvalidArgumentError(absl::StrCat("--dist_addr: expected HOST:PORT, got \"", addr, "\""));
-    }
-    g.store_host = addr.substr(0, colon);
-  }
-  return g;
+stepserve::server::TensorParallelFlags TensorParallelFlagsFromFlags() {
+  stepserve::server::TensorParallelFlags f;
+  f.tensor_parallel_size = absl::GetFlag(FLAGS_tensor_parallel_size);
+  f.expert_parallel = absl::GetFlag(FLAGS_expert_parallel);
+  f.nnodes = absl::GetFlag(FLAGS_nnodes);
+  f.node_rank = absl::GetFlag(FLAGS_node_rank);
+  f.dist_addr = absl::GetFlag(FLAGS_dist_addr);
+  f.dist_timeout_s = absl::GetFlag(FLAGS_dist_timeout_s);
+  f.dist_startup_timeout_s = absl::GetFlag(FLAGS_dist_startup_timeout_s);
+  f.worker_rank = absl::GetFlag(FLAGS_worker_rank);
+  return f;
 }
 
 // --dry_run: the capacity plan from the config alone.
@@ -181,97 +144,6 @@ stepserve::ExecutorOptions ExecutorOptionsFromFlags() {
   return executor_options;
 }
 
-// What the group needs from this process: the store (rank 0 of node 0 hosts it) and how to join.
-struct GroupConnection {
-  c10::intrusive_ptr<c10d::Store> store;
-  std::function<absl::StatusOr<std::shared_ptr<stepserve::Communicator>>()> connect;
-};
-
-absl::StatusOr<GroupConnection> OpenGroupStore(GroupLayout* g, at::Device device) {
-  const absl::Duration startup = absl::Seconds(absl::GetFlag(FLAGS_dist_startup_timeout_s));
-  const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_dist_timeout_s));
-  int bound_port = g->store_port;
-  ASSIGN_OR_RETURN(c10::intrusive_ptr<c10d::Store> store,
-                   stepserve::ConnectTcpStore(g->store_host, g->store_port, g->rank == 0, g->world, startup,
-                                              &bound_port));
-  g->store_port = bound_port;
-  stepserve::C10dOptions o;
-  o.rank = g->rank;
-  o.world_size = g->world;
-  o.device = device;
-  o.timeout = timeout;
-  if (absl::GetFlag(FLAGS_nnodes) == 1) o.gloo_hostname = "127.0.0.1";
-  GroupConnection c;
-  c.store = store;
-  c.connect = [store, o] { return stepserve::ConnectC10dGroup(store, o); };
-  return c;
-}
-
-// The other ranks of this node, started by its first process (the same flags, plus where the store is).
-absl::StatusOr<std::unique_ptr<stepserve::server::RankLauncher>> StartLocalRanks(
-    const GroupLayout& g, const std::vector<std::string>& args,
-    stepserve::server::RankLauncher::FailureCallback on_failure) {
-  std::vector<int> ranks;
-  for (int r = g.rank + 1; r < g.rank + g.per_node; ++r) ranks.push_back(r);
-  if (ranks.empty()) return std::unique_ptr<stepserve::server::RankLauncher>();
-  std::vector<std::string> child_args = args;
-  child_args.push_back(absl::StrCat("--dist_addr=", g.store_host, ":", g.store_port));
-  return stepserve::server::RankLauncher::Spawn(child_args, ranks, std::move(on_failure));
-}
-
-// A worker rank: its shard, its KV pools, the steps rank 0 sends. Exit 0 after rank 0's stop, 1 when the
-// group failed.
-int RunWorker(GroupLayout g, const std::vector<std::string>& args, at::ScalarType dtype, at::Device device) {
-  auto connection = OpenGroupStore(&g, device);
-  if (!connection.ok()) {
-    LogError("rank ", g.rank, ": ", connection.status().message());
-    return 1;
-  }
-  std::unique_ptr<stepserve::server::RankLauncher> local_ranks;
-  if (!g.spawned) {  // the first process of a node other than 0
-    auto launched = StartLocalRanks(g, args, [](const absl::Status& s) {
-      LogError("a rank of this node failed (", s.message(), "); exiting");
-      std::_Exit(1);
-    });
-    if (!launched.ok()) {
-      LogError(launched.status().message());
-      return 1;
-    }
-    local_ranks = std::move(launched).value();
-  }
-  const std::string model_spec = absl::GetFlag(FLAGS_model);
-  stepserve::ModelLoadOptions load;
-  load.dtype = dtype;
-  load.device = device;
-  load.seed = absl::GetFlag(FLAGS_seed);
-  load.parallel = {g.world, g.rank, absl::GetFlag(FLAGS_expert_parallel)};
-  load.connect_group = connection->connect;
-  auto model = stepserve::LoadModel(model_spec, load);
-  if (!model.ok()) {
-    LogError("rank ", g.rank, ": cannot load model ", model_spec, ": ", model.status().message());
-    return 1;
-  }
-  LogInfo("rank ", g.rank, ": ", (*model)->weights().TotalBytes(), " bytes of weights on ", device.str());
-  auto kv = stepserve::PlanKvCache(**model, ExecutorOptionsFromFlags());
-  if (!kv.ok()) {
-    LogError("rank ", g.rank, ": ", kv.status().message());
-    return 1;
-  }
-  stepserve::KvPools pools((*model)->kv_config(), *kv);
-  const absl::Status served = stepserve::ServeWorkerSteps(**model, &pools);
-  if (!served.ok()) {
-    LogError(served.message());
-    return 1;
-  }
-  if (local_ranks) {
-    if (absl::Status s = local_ranks->Wait(absl::Seconds(30)); !s.ok()) {
-      LogError(s.message());
-      return 1;
-    }
-  }
-  return 0;
-}
-
 int Run(const std::vector<std::string>& args) {
   // Block the termination signals in every thread (the ones gRPC, civetweb and the executor start inherit
   // the mask); this thread takes them with sigwait. SIGUSR1: the tensor-parallel group failed.
@@ -288,40 +160,37 @@ int Run(const std::vector<std::string>& args) {
     LogError("--dtype: ", dtype.status().message());
     return 2;
   }
-  auto layout = ResolveGroupLayout();
+  const stepserve::server::TensorParallelFlags tp_flags = TensorParallelFlagsFromFlags();
+  auto layout = stepserve::server::ResolveGroupLayout(tp_flags);
   if (!layout.ok()) {
     LogError(layout.status().message());
     return 2;
   }
   if (absl::GetFlag(FLAGS_dry_run)) return RunDryRun(absl::GetFlag(FLAGS_model), *dtype);
-  if (layout->world > 1) {
-    // A split the model cannot take is a bad flag: refused before any port is bound or rank started.
-    auto config = stepserve::LoadModelSpecConfig(absl::GetFlag(FLAGS_model));
-    if (!config.ok()) {
-      LogError("--model: ", config.status().message());
-      return 2;
-    }
-    const stepserve::ParallelConfig split{layout->world, layout->rank, absl::GetFlag(FLAGS_expert_parallel)};
-    if (absl::Status s = stepserve::ValidateParallelConfig(*config, split); !s.ok()) {
-      LogError(s.message());
-      return 2;
-    }
+  // A split the model cannot take is a bad flag: refused before any port is bound or rank started.
+  if (absl::Status s = stepserve::server::CheckModelSplit(*layout, absl::GetFlag(FLAGS_model), tp_flags.expert_parallel);
+      !s.ok()) {
+    LogError(s.message());
+    return 2;
   }
   auto device = ResolveDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) {
     LogError(device.status().message());
     return 2;
   }
-  if (device->is_cuda() && layout->world > 1) {
-    const int visible = static_cast<int>(at::getNumGPUs());
-    if (layout->per_node > visible) {
-      LogError("--tensor_parallel_size=", layout->world, " needs ", layout->per_node, " GPUs on this node; ",
-               visible, " are visible");
-      return 2;
-    }
-    device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(layout->local_rank));
+  device = stepserve::server::RankDevice(*layout, *device);
+  if (!device.ok()) {
+    LogError(device.status().message());
+    return 2;
   }
-  if (layout->rank != 0) return RunWorker(*layout, args, *dtype, *device);
+  const std::string model_spec = absl::GetFlag(FLAGS_model);
+  stepserve::ModelLoadOptions load;
+  load.dtype = *dtype;
+  load.device = *device;
+  load.seed = absl::GetFlag(FLAGS_seed);
+  if (layout->rank != 0) {
+    return stepserve::server::RunWorkerRank(*layout, tp_flags, args, model_spec, load, ExecutorOptionsFromFlags());
+  }
 
   stepserve::server::ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
@@ -338,41 +207,21 @@ int Run(const std::vector<std::string>& args) {
     return 1;
   }
 
-  const std::string model_spec = absl::GetFlag(FLAGS_model);
   LogInfo("loading model ", model_spec, " (", stepserve::DtypeName(*dtype), " on ", device->str(), ")");
-  stepserve::ModelLoadOptions load;
-  load.dtype = *dtype;
-  load.device = *device;
-  load.seed = absl::GetFlag(FLAGS_seed);
-  load.parallel = {layout->world, 0, absl::GetFlag(FLAGS_expert_parallel)};
+  load.parallel = {layout->world, 0, tp_flags.expert_parallel};
 
   // Tensor parallelism: host the store, start this node's other ranks, join once the weights are loaded.
   // A rank that exits before the executor runs ends start-up at once; later, it fails the group.
   std::atomic<stepserve::Executor*> running_executor{nullptr};
   std::unique_ptr<stepserve::server::RankLauncher> local_ranks;
   if (layout->world > 1) {
-    auto connection = OpenGroupStore(&*layout, *device);
-    if (!connection.ok()) {
-      LogError(connection.status().message());
-      return 1;
-    }
-    load.connect_group = connection->connect;
-    auto launched = StartLocalRanks(*layout, args, [&running_executor](const absl::Status& s) {
-      stepserve::Executor* ex = running_executor.load();
-      if (ex == nullptr) {
-        LogError("start-up failed: ", s.message());
-        std::_Exit(1);
-      }
-      ex->Abort(s);
-      kill(getpid(), SIGUSR2);
-    });
+    auto launched =
+        stepserve::server::StartTensorParallelGroup(&*layout, tp_flags, args, *device, &running_executor, &load);
     if (!launched.ok()) {
       LogError(launched.status().message());
       return 1;
     }
     local_ranks = std::move(launched).value();
-    LogInfo("tensor parallel: ", layout->world, " ranks", absl::GetFlag(FLAGS_expert_parallel) ? " (expert parallel)" : "",
-            ", rendezvous at ", layout->store_host, ":", layout->store_port);
   }
   auto model = stepserve::LoadModel(model_spec, load);
   if (!model.ok()) {
@@ -404,11 +253,7 @@ int Run(const std::vector<std::string>& args) {
     // A worker exited: the engine fails the group at its next collective (then SIGUSR1). If it is stuck
     // inside one that never returns (an NCCL all-reduce with a dead peer waits for the watchdog), stop
     // anyway: clients then see the connection drop, which gRPC reports as UNAVAILABLE too.
-    sigset_t failed;
-    sigemptyset(&failed);
-    sigaddset(&failed, SIGUSR1);
-    const timespec limit{static_cast<time_t>(absl::GetFlag(FLAGS_dist_timeout_s)) + 5, 0};
-    if (sigtimedwait(&failed, nullptr, &limit) != SIGUSR1) {
+    if (!stepserve::server::AwaitGroupFailure(tp_flags.dist_timeout_s)) {
       LogError("the engine did not notice the failed rank within --dist_timeout_s; exiting now");
       (*server)->BeginDrain();
       if (local_ranks) local_ranks->Kill();

@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "absl/strings/str_cat.h"
+#include "server/proto_conversion.h"
 
 namespace stepserve::server {
 namespace {
@@ -43,20 +44,6 @@ prometheus::MetricFamily OneValueFamily(const std::string& name, const std::stri
 }
 
 }  // namespace
-
-const char* FinishReasonLabel(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStopToken: return "stop_token";
-    case FinishReason::kEos: return "eos";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kAborted: return "aborted";
-    case FinishReason::kDeadlineExceeded: return "deadline_exceeded";
-    case FinishReason::kError: return "error";
-    case FinishReason::kNone: break;
-  }
-  return "none";
-}
 
 // Reads the executor's gauges and counters when /metrics is scraped.
 class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
@@ -141,7 +128,7 @@ ServerMetrics::ServerMetrics()
   iteration_tokens_ = histogram("stepserve_iteration_tokens", "Tokens in one engine step.", kIterationTokenBuckets);
   // Pre-create the common label values so that dashboards see zeros rather than missing series.
   for (FinishReason r : {FinishReason::kStopToken, FinishReason::kEos, FinishReason::kLength}) {
-    success_->Add({{"finish_reason", FinishReasonLabel(r)}});
+    success_->Add({{"finish_reason", FinishReasonName(ToProto(r))}});
   }
   for (absl::StatusCode code : {absl::StatusCode::kInvalidArgument, absl::StatusCode::kResourceExhausted,
                                 absl::StatusCode::kUnavailable, absl::StatusCode::kCancelled,
@@ -179,7 +166,8 @@ void ServerMetrics::SetModelInfo(const std::string& model, const std::string& de
 }
 
 void ServerMetrics::RecordSuccess(FinishReason reason) {
-  success_->Add({{"finish_reason", FinishReasonLabel(reason)}}).Increment();
+  // The label is the finish reason's one name (server/proto_conversion.h): stop_token, eos, length.
+  success_->Add({{"finish_reason", FinishReasonName(ToProto(reason))}}).Increment();
 }
 
 void ServerMetrics::RecordFailure(absl::StatusCode code) {

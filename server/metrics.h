@@ -25,10 +25,6 @@
 
 namespace stepserve::server {
 
-// Label value of stepserve_request_success_total{finish_reason}: stop_token, eos, length, cancelled,
-// aborted, deadline_exceeded.
-const char* FinishReasonLabel(FinishReason reason);
-
 class ServerMetrics {
  public:
   using StatsSource = std::function<bool(ExecutorStats*)>;  // false: no executor yet
@@ -47,6 +43,7 @@ class ServerMetrics {
   void SetStatsSource(StatsSource source);
   void SetModelInfo(const std::string& model, const std::string& device, const std::string& dtype);
 
+  // stepserve_request_success_total{finish_reason}: the reason's name (FinishReasonName: stop_token, ...).
   void RecordSuccess(FinishReason reason);
   void RecordFailure(absl::StatusCode code);
   void ObserveTimeToFirstToken(absl::Duration d);

@@ -1,6 +1,7 @@
-#include "server/request_validation.h"
+#include "server/proto_conversion.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace stepserve::server {
 
@@ -35,6 +36,28 @@ GenerationRequest ToGenerationRequest(const v1::GenerateRequest& proto, const Re
   request.logprobs = proto.logprobs();
   request.cache_salt = proto.cache_salt();  // its length is checked by Submit (RequestLimits::max_cache_salt_length)
   return request;
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStopToken: return v1::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
+    case FinishReason::kDeadlineExceeded: return v1::FINISH_REASON_DEADLINE_EXCEEDED;
+    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+    case FinishReason::kNone: break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+std::string FinishReasonName(v1::FinishReason reason) {
+  static constexpr char kPrefix[] = "FINISH_REASON_";
+  std::string name = v1::FinishReason_Name(reason);
+  if (name.rfind(kPrefix, 0) == 0) name.erase(0, sizeof(kPrefix) - 1);
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
 }
 
 }  // namespace stepserve::server

@@ -1,4 +1,7 @@
-// A proto GenerateRequest -> the executor's GenerationRequest. A pure conversion, unit-tested without a
+// Between the API (stepserve.v1) and the engine: a proto GenerateRequest -> the executor's
+// GenerationRequest, and the engine's finish reason -> the API's (and its one name).
+//
+// The request: a pure conversion, unit-tested without a
 // server: it checks nothing, because every field the proto can carry has a GenerationRequest counterpart
 // of the same type (no oneof, no required message, no narrowing), so there is no error only the proto can
 // have. The one validator is the model core's (engine/request_validation.h), which Executor::Submit runs:
@@ -6,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "engine/generation.h"
 #include "stepserve/v1/stepserve.pb.h"
@@ -24,5 +28,14 @@ struct RequestDefaults {
 // are copied as they are, for Executor::Submit to refuse. `request_id` is copied as is: the caller assigns
 // one when it is empty (server/generate_service.cc).
 GenerationRequest ToGenerationRequest(const v1::GenerateRequest& proto, const RequestDefaults& defaults);
+
+// The engine's finish reason in the API; kNone is FINISH_REASON_UNSPECIFIED.
+v1::FinishReason ToProto(FinishReason reason);
+
+// The one name of a finish reason: the API's enum value name without "FINISH_REASON_", in lower case
+// ("stop_token", "eos", "length", "cancelled", "aborted", "deadline_exceeded", "error", ...). The label
+// value of stepserve_request_success_total{finish_reason}; stepctl prints the same name (upper case, as the
+// API spells it).
+std::string FinishReasonName(v1::FinishReason reason);
 
 }  // namespace stepserve::server

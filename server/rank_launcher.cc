@@ -1,64 +1,42 @@
 #include "server/rank_launcher.h"
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/subprocess.h"
 
 namespace stepserve::server {
-namespace {
-
-std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
-  return absl::StrCat("ended with wait status ", status);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<RankLauncher>> RankLauncher::Spawn(const std::vector<std::string>& args,
                                                                    const std::vector<int>& ranks,
                                                                    FailureCallback on_failure) {
   std::unique_ptr<RankLauncher> launcher(new RankLauncher());
   launcher->on_failure_ = std::move(on_failure);
-  const pid_t parent = getpid();
+  SpawnOptions options;
+  options.program = "/proc/self/exe";
+  options.die_with_parent = true;
+  options.new_process_group = true;
+  // A worker is stopped by its starter (a stop message, or PR_SET_PDEATHSIG), never by a signal meant for
+  // the starter: SIGTERM and SIGINT are ignored from before exec. The starter's blocked mask (for its
+  // sigwait) is cleared.
+  options.ignore_signals = {SIGTERM, SIGINT};
+  options.clear_signal_mask = true;
   for (int rank : ranks) {
-    // Everything the child needs is built before fork: after it, only async-signal-safe calls.
     std::vector<std::string> child_args = {"stepserve"};
     child_args.insert(child_args.end(), args.begin(), args.end());
     child_args.push_back(absl::StrCat("--worker_rank=", rank));
-    std::vector<char*> argv;
-    for (std::string& a : child_args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = fork();
-    if (pid < 0) {
+    auto child = SpawnProcess(child_args, options);
+    if (!child.ok()) {
       launcher->Kill();
-      return absl::InternalError(absl::StrCat("cannot start rank ", rank, ": fork: ", std::strerror(errno)));
-    }
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);  // the parent died before prctl
-      setpgid(0, 0);
-      // A worker is stopped by its starter (a stop message, or PR_SET_PDEATHSIG), never by a signal meant
-      // for the starter: SIGTERM and SIGINT are ignored from before exec (an ignored disposition survives
-      // exec). The starter's blocked mask (for its sigwait) is cleared.
-      signal(SIGTERM, SIG_IGN);
-      signal(SIGINT, SIG_IGN);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      execv("/proc/self/exe", argv.data());
-      _exit(127);
+      return absl::InternalError(absl::StrCat("cannot start rank ", rank, ": ", child.status().message()));
     }
     std::lock_guard<std::mutex> lock(launcher->mu_);
-    launcher->children_.push_back({pid, rank});
+    launcher->children_.push_back({child->pid, rank});
   }
   LogInfo("started ", ranks.size(), " worker ranks");
   launcher->watcher_ = std::thread([l = launcher.get()] { l->Watch(); });

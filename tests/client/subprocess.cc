@@ -1,68 +1,38 @@
 #include "subprocess.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <sstream>
-#include <thread>
+
+#include "common/subprocess.h"
 
 namespace stepserve::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<char*> Argv(const std::vector<std::string>& argv) {
-  std::vector<char*> out;
-  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
-
-// Waits for the child to exit until the deadline; true with its status when it did.
-bool WaitUntil(pid_t pid, Clock::time_point deadline, int* status) {
-  while (true) {
-    const pid_t r = ::waitpid(pid, status, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno != EINTR) return true;  // not our child any more
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
-int ExitCode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+absl::Duration DurationFromSeconds(double s) { return absl::Microseconds(static_cast<int64_t>(s * 1e6)); }
 
 }  // namespace
 
 CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s) {
   CommandResult result;
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return result;
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
-  auto args = Argv(argv);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(err_pipe[1], STDERR_FILENO);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-  if (pid < 0) {
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
-    return result;
-  }
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  SpawnOptions options;
+  options.stdout_to = ChildOutput::kPipe;
+  options.stderr_to = ChildOutput::kPipe;
+  auto child = SpawnProcess(argv, options);
+  if (!child.ok()) return result;
+  const pid_t pid = child->pid;
+  pollfd fds[2] = {{child->stdout_pipe, POLLIN, 0}, {child->stderr_pipe, POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
   int open = 2;
   bool killed = false;
@@ -93,9 +63,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
     if (f.fd >= 0) ::close(f.fd);
   }
   int status = 0;
-  if (!WaitUntil(pid, Clock::now() + std::chrono::seconds(5), &status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
+  if (!WaitProcess(pid, absl::Seconds(5), &status)) {
+    status = KillProcess(pid);
     result.timed_out = true;
   }
   result.exit_code = result.timed_out ? -1 : ExitCode(status);
@@ -104,31 +73,21 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
 }
 
 pid_t StartProcess(const std::vector<std::string>& argv, const std::string& log_path) {
-  auto args = Argv(argv);
-  const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log < 0) return -1;
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(log, STDOUT_FILENO);
-    ::dup2(log, STDERR_FILENO);
-    ::execv(args[0], args.data());
-    _exit(127);
-  }
-  ::close(log);
-  return pid;
+  SpawnOptions options;
+  options.stdout_to = ChildOutput::kFile;
+  options.stderr_to = ChildOutput::kAsStdout;
+  options.output_file = log_path;
+  auto child = SpawnProcess(argv, options);
+  return child.ok() ? child->pid : -1;
 }
 
-bool ProcessAlive(pid_t pid) {
-  int status = 0;
-  return ::waitpid(pid, &status, WNOHANG) == 0;
-}
+bool ProcessAlive(pid_t pid) { return ProcessRunning(pid); }
 
 int StopProcess(pid_t pid, double timeout_s) {
   int status = 0;
   ::kill(pid, SIGTERM);
-  if (!WaitUntil(pid, Clock::now() + std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6)), &status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
+  if (!WaitProcess(pid, DurationFromSeconds(timeout_s), &status)) {
+    KillProcess(pid);
     return -1;
   }
   return ExitCode(status);

@@ -1,10 +1,8 @@
 // Test helper: the stepserve program (or any program) as a child process, its log collected.
 #pragma once
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -15,7 +13,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "tests/server/server_test_util.h"
+#include "common/subprocess.h"
 
 namespace stepserve::testing {
 
@@ -23,28 +21,18 @@ namespace stepserve::testing {
 class Child {
  public:
   explicit Child(const std::vector<std::string>& args, bool capture_stdout = false) {
-    int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      dup2(fds[1], STDERR_FILENO);
-      if (capture_stdout) {
-        dup2(fds[1], STDOUT_FILENO);
-      } else {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
-      }
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
+    SpawnOptions options;
+    if (capture_stdout) {
+      options.stdout_to = ChildOutput::kPipe;
+      options.stderr_to = ChildOutput::kAsStdout;
+    } else {
+      options.stdout_to = ChildOutput::kNull;
+      options.stderr_to = ChildOutput::kPipe;
     }
-    close(fds[1]);
-    reader_ = std::thread([this, fd = fds[0]] {
+    auto child = SpawnProcess(args, options);
+    if (!child.ok()) throw std::runtime_error(std::string(child.status().message()));
+    pid_ = child->pid;
+    reader_ = std::thread([this, fd = capture_stdout ? child->stdout_pipe : child->stderr_pipe] {
       char buffer[4096];
       ssize_t n;
       while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
@@ -63,8 +51,7 @@ class Child {
   // SIGKILL unless it has exited (and been reaped) already.
   void KillAndReap() {
     if (exited_) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &exit_status_, 0);
+    exit_status_ = KillProcess(pid_);
     exited_ = true;
   }
   std::string output() {
@@ -74,19 +61,9 @@ class Child {
   void Signal(int sig) { kill(pid_, sig); }
   // The exit code, or -1 when it did not exit in time (or died of a signal).
   int WaitExit(absl::Duration timeout) {
-    int status = 0;
-    const bool done = WaitFor(
-        [&] {
-          if (exited_) return true;
-          if (waitpid(pid_, &status, WNOHANG) == pid_) {
-            exited_ = true;
-            exit_status_ = status;
-          }
-          return exited_;
-        },
-        timeout);
-    if (!done) return -1;
-    return WIFEXITED(exit_status_) ? WEXITSTATUS(exit_status_) : -1;
+    if (!exited_ && WaitProcess(pid_, timeout, &exit_status_)) exited_ = true;
+    if (!exited_) return -1;
+    return ExitCode(exit_status_);
   }
 
  private:

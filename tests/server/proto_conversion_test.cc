@@ -1,7 +1,7 @@
 // The server's proto -> GenerationRequest conversion: defaults for unset fields, every field copied, and
 // nothing checked -- out-of-range values reach the model core's validator (the one Executor::Submit runs)
 // unchanged, which refuses them naming the proto field.
-#include "server/request_validation.h"
+#include "server/proto_conversion.h"
 
 #include <cmath>
 #include <functional>
@@ -49,7 +49,7 @@ v1::GenerateRequest Valid() {
   return r;
 }
 
-TEST(RequestValidation, DefaultsWhenUnset) {
+TEST(ProtoConversion, DefaultsWhenUnset) {
   GenerationRequest request = ToGenerationRequest(Valid(), Defaults());
   EXPECT_EQ(request.id, "r1");
   EXPECT_EQ(request.prompt, (std::vector<int32_t>{1, 2, 3}));
@@ -68,13 +68,13 @@ TEST(RequestValidation, DefaultsWhenUnset) {
   EXPECT_TRUE(ConvertAndValidate(Valid()).ok());
 }
 
-TEST(RequestValidation, AnEmptyRequestIdIsLeftForTheServerToAssign) {
+TEST(ProtoConversion, AnEmptyRequestIdIsLeftForTheServerToAssign) {
   v1::GenerateRequest r = Valid();
   r.clear_request_id();
   EXPECT_EQ(ToGenerationRequest(r, Defaults()).id, "");
 }
 
-TEST(RequestValidation, CopiesEveryField) {
+TEST(ProtoConversion, CopiesEveryField) {
   v1::GenerateRequest r = Valid();
   r.mutable_sampling()->set_temperature(0.7f);
   r.mutable_sampling()->set_top_p(0.9f);
@@ -106,7 +106,7 @@ TEST(RequestValidation, CopiesEveryField) {
   EXPECT_TRUE(ConvertAndValidate(r).ok()) << ConvertAndValidate(r);
 }
 
-TEST(RequestValidation, DefaultMaxNewTokensIsCappedToTheContextAndTheCap) {
+TEST(ProtoConversion, DefaultMaxNewTokensIsCappedToTheContextAndTheCap) {
   v1::GenerateRequest r;
   r.set_request_id("long-prompt");
   for (int i = 0; i < 60; ++i) r.add_prompt_token_ids(i);
@@ -127,7 +127,7 @@ TEST(RequestValidation, DefaultMaxNewTokensIsCappedToTheContextAndTheCap) {
   EXPECT_EQ(std::string(s.message()).rfind("prompt_token_ids:", 0), 0u) << s;
 }
 
-TEST(RequestValidation, BoundaryValuesAreAccepted) {
+TEST(ProtoConversion, BoundaryValuesAreAccepted) {
   v1::GenerateRequest r;
   r.set_request_id("b");
   for (int i = 0; i < 14; ++i) r.add_prompt_token_ids(i == 0 ? 0 : 299);
@@ -150,7 +150,7 @@ struct BadCase {
 };
 
 // Conversion keeps every bad value bad: the validator Submit runs refuses each, naming the proto field.
-TEST(RequestValidation, EveryBadFieldSurvivesConversionAndIsRefusedNamingTheField) {
+TEST(ProtoConversion, EveryBadFieldSurvivesConversionAndIsRefusedNamingTheField) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<BadCase> cases = {
