@@ -148,7 +148,7 @@ class ByteFallbackStage : public WholeItemStage {
   }
   void Resolve() {
     if (group_.empty()) return;
-    if (IsValidUtf8(group_)) {
+    if (IsWellFormedUtf8(group_)) {
       next_->Push(group_, true, true);
     } else {
       for (size_t i = 0; i < group_.size(); ++i) next_->Push(kReplacementChar, true, true);
@@ -390,7 +390,7 @@ absl::StatusOr<char32_t> OneChar(const nlohmann::json& j, std::string_view path,
                                  std::string_view def) {
   auto s = JsonString(j, path, key, def);
   if (!s.ok()) return s.status();
-  if (s->empty() || !IsValidUtf8(*s)) return JsonError(JsonPathJoin(path, key), "expected one character");
+  if (s->empty() || !IsWellFormedUtf8(*s)) return JsonError(JsonPathJoin(path, key), "expected one character");
   size_t i = 0;
   const char32_t c = DecodeUtf8(*s, &i);
   if (i != s->size()) return JsonError(JsonPathJoin(path, key), "expected one character");

@@ -164,7 +164,7 @@ void Tokenizer::EncodeText(std::string_view piece, bool at_start, std::vector<in
 }
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special_tokens) const {
-  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text to encode is not valid UTF-8");
+  if (!IsWellFormedUtf8(text)) return absl::InvalidArgumentError("text to encode is not valid UTF-8");
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   added_->SplitRaw(text, [&](std::string_view piece, int32_t id, size_t offset) {

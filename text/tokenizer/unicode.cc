@@ -52,7 +52,7 @@ int SequenceAt(std::string_view s, size_t i, int* error_len) {
 
 }  // namespace
 
-bool IsValidUtf8(std::string_view s) {
+bool IsWellFormedUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   size_t i = 0;

@@ -16,7 +16,7 @@ namespace stepserve::text {
 inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // True when `s` is well-formed UTF-8 (no surrogates, no overlongs, nothing above U+10FFFF).
-bool IsValidUtf8(std::string_view s);
+bool IsWellFormedUtf8(std::string_view s);
 
 // Byte length of the character that starts with `lead` (valid UTF-8 assumed): 1 to 4.
 inline size_t Utf8CharLength(unsigned char lead) {

@@ -122,8 +122,8 @@ TEST(Utf8Test, LossyDecodingAsRust) {
   EXPECT_EQ(lossy("\xE0\x80"), r + r);             // E0 80 can never start a character
   EXPECT_EQ(lossy("\xED\xA0\x80"), r + r + r);     // a surrogate
   EXPECT_EQ(lossy("\xFF" "a\xC3\xA9"), r + "a\xC3\xA9");
-  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));
-  EXPECT_TRUE(IsValidUtf8("\xF0\x9F\x98\x80"));
+  EXPECT_FALSE(IsWellFormedUtf8("\xC0\xAF"));
+  EXPECT_TRUE(IsWellFormedUtf8("\xF0\x9F\x98\x80"));
 }
 
 // A character-level BPE: letters, space and a few symbols; "a b" -> "ab", "ab c" -> "abc".
