@@ -27,6 +27,10 @@ void FlagSet::AddBool(const std::string& name, bool* value, const std::string& h
   Add(name, Kind::kBool, value, help, *value ? "true" : "false");
 }
 
+void FlagSet::AddStringList(const std::string& name, std::vector<std::string>* values, const std::string& help) {
+  Add(name, Kind::kStringList, values, help, "(repeatable)");
+}
+
 bool FlagSet::IsSet(const std::string& name) const {
   auto it = flags_.find(name);
   return it != flags_.end() && it->second.set;
@@ -37,6 +41,9 @@ std::optional<std::string> FlagSet::Assign(const std::string& name, Flag& flag, 
   switch (flag.kind) {
     case Kind::kString:
       *static_cast<std::string*>(flag.value) = text;
+      break;
+    case Kind::kStringList:
+      static_cast<std::vector<std::string>*>(flag.value)->push_back(text);
       break;
     case Kind::kInt: {
       if (text.empty()) return bad + ": expected an integer";

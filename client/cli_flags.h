@@ -23,6 +23,8 @@ class FlagSet {
   void AddInt(const std::string& name, int64_t* value, const std::string& help);
   void AddDouble(const std::string& name, double* value, const std::string& help);
   void AddBool(const std::string& name, bool* value, const std::string& help);
+  // A repeatable flag: every occurrence appends its value (--stop=a --stop=b gives {"a", "b"}).
+  void AddStringList(const std::string& name, std::vector<std::string>* values, const std::string& help);
 
   // Parses args (without the program name). Returns an error message, or nullopt on success.
   std::optional<std::string> Parse(const std::vector<std::string>& args);
@@ -35,7 +37,7 @@ class FlagSet {
   std::string Usage() const;
 
  private:
-  enum class Kind { kString, kInt, kDouble, kBool };
+  enum class Kind { kString, kInt, kDouble, kBool, kStringList };
   struct Flag {
     Kind kind;
     void* value;

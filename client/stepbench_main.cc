@@ -6,6 +6,8 @@
 //   stepbench --dataset=prompts.jsonl --concurrency=8 --json_out=report.json
 //   stepbench --shared_prefix_len=512 --num_prefixes=4 --prompt_len=64 --metrics_url=http://host:9400/metrics
 //   stepbench --turns=4 --num_requests=16 --concurrency=4 --prompt_len=32 --output_len=32
+//   stepbench --prompts_file=prompts.jsonl --api=grpc --concurrency=8 --output_len=64
+//   stepbench --prompts_file=sharegpt.json --api=openai --http_target=host:8000 --concurrency=8
 //
 // Exit codes: 0 every measured request completed, 1 an RPC error before the run or any failed request,
 // 2 bad usage.
@@ -28,6 +30,8 @@
 #include "client/cli_flags.h"
 #include "client/load_generator.h"
 #include "client/metrics_scrape.h"
+#include "client/prompt_file.h"
+#include "client/text_load.h"
 #include "client/workload.h"
 #include "stepserve/v1/stepserve.grpc.pb.h"
 
@@ -47,6 +51,9 @@ constexpr const char* kUsage =
     "               prefixes; --turns=T makes each of --num_requests a conversation of T turns (a turn's\n"
     "               prompt is the previous prompt + its answer + a new --prompt_len message); with\n"
     "               --turns, --concurrency and --request_rate count conversations\n"
+    "  text prompts: --prompts_file=FILE (JSON lines {\"prompt\": ...} or ShareGPT {\"conversations\": ...})\n"
+    "               sent as text to either front: --api=grpc (GenerateRequest.prompt / .chat at --target)\n"
+    "               or --api=openai (/v1/completions, /v1/chat/completions streamed at --http_target)\n"
     "exit codes: 0 all requests completed, 1 RPC error or failed requests, 2 bad usage\n"
     "flags:\n";
 
@@ -72,6 +79,12 @@ struct Options {
   double timeout_s = 10;
   double request_timeout_s = 600;
   bool quiet = false;
+  std::string api = "grpc";                  // grpc or openai
+  std::string http_target = "localhost:8000";
+  std::string prompts_file;
+  std::string sharegpt_turns = "first";
+  bool chat = false;                         // plain prompts go as one-message chats
+  std::string model;                         // openai: the requests' "model"
 };
 
 // A one-line bar redrawn in place: "[#######.............]  35/100 requests  12.3 s".
@@ -109,6 +122,111 @@ bool ScrapeSettled(const std::string& url, double timeout_s, double min_success,
   }
 }
 
+int Report(const Options& o, const LoadResult& run, bool prefix_workload, const ServerCounters& before);
+
+// --prompts_file: text prompts to the gRPC front or the OpenAI-compatible HTTP front, one report.
+int RunTextBench(const Options& o, LenRange output_len) {
+  const auto usage_error = [&](const std::string& msg) {
+    std::cerr << "stepbench: " << msg << "\n";
+    return kExitUsage;
+  };
+  ShareGptTurns turns;
+  if (!ParseShareGptTurns(o.sharegpt_turns, &turns)) return usage_error("--sharegpt_turns must be first or all");
+  std::vector<PromptEntry> entries;
+  std::string err;
+  if (!LoadPromptFile(o.prompts_file, turns, &entries, &err)) return usage_error(err);
+  std::vector<PromptEntry> specs =
+      PromptWorkload(entries, o.warmup + o.num_requests, output_len, static_cast<uint64_t>(o.seed));
+  bool any_chat = false;
+  for (auto& e : specs) {
+    if (o.chat) e = AsChat(e);
+    any_chat |= e.is_chat();
+  }
+
+  std::unique_ptr<TextBackend> backend;
+  std::string where;
+  if (o.api == "grpc") {
+    std::shared_ptr<grpc::Channel> channel;
+    if (grpc::Status s = MakeChannel(o.channel, &channel); !s.ok()) return usage_error(s.error_message());
+    v1::ModelInfo info;
+    auto stub = v1::StepServe::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(false);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::microseconds(static_cast<int64_t>(o.timeout_s * 1e6)));
+    if (grpc::Status s = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info); !s.ok()) {
+      std::cerr << "stepbench: GetModelInfo: " << DescribeStatus(s, o.channel.target) << "\n";
+      return kExitFailed;
+    }
+    if (!info.tokenizer_loaded()) {
+      std::cerr << "stepbench: the server at " << o.channel.target
+                << " has no tokenizer (ModelInfo.tokenizer_loaded is false): text prompts cannot be served\n";
+      return kExitFailed;
+    }
+    if (any_chat && !info.chat_template_loaded()) {
+      std::cerr << "stepbench: the server at " << o.channel.target
+                << " has no chat template (ModelInfo.chat_template_loaded is false): chat prompts cannot be served\n";
+      return kExitFailed;
+    }
+    where = info.model() + " on " + info.device() + " at " + o.channel.target + " (gRPC)";
+    backend = MakeGrpcTextBackend(channel);
+  } else {
+    OpenAiTarget target;
+    if (!ParseHttpTarget(o.http_target, &target.host, &target.port, &err)) return usage_error("--http_target: " + err);
+    target.model = o.model;
+    if (target.model.empty() && !OpenAiFirstModel(target.host, target.port, o.timeout_s, &target.model, &err)) {
+      std::cerr << "stepbench: " << err << "\n";
+      return kExitFailed;
+    }
+    where = target.model + " at http://" + o.http_target + " (OpenAI API)";
+    backend = MakeOpenAiBackend(target);
+  }
+  const std::vector<PromptEntry> warmup(specs.begin(), specs.begin() + o.warmup);
+  const std::vector<PromptEntry> measured(specs.begin() + o.warmup, specs.end());
+
+  const bool tty = !o.quiet && ::isatty(STDOUT_FILENO);
+  std::cout << "stepbench: " << where << ", " << o.num_requests << " requests from " << o.prompts_file << " ("
+            << entries.size() << " prompt" << (entries.size() == 1 ? "" : "s") << "), ";
+  if (o.request_rate > 0) {
+    std::cout << "open loop at " << o.request_rate << " req/s (burstiness " << o.burstiness << ")";
+    if (o.concurrency > 0) std::cout << ", at most " << o.concurrency << " in flight";
+  } else {
+    std::cout << "closed loop, concurrency " << o.concurrency;
+  }
+  std::cout << "\n";
+  std::cout.flush();
+
+  LoadConfig config;
+  config.request_timeout_s = o.request_timeout_s;
+  config.cache_salt = o.cache_salt;
+  if (!warmup.empty()) {
+    LoadConfig wc = config;
+    wc.concurrency = std::max<int64_t>(1, o.concurrency);
+    std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
+    if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+    LoadResult w = RunTextLoad(*backend, warmup, wc);
+    if (bar) bar->Finish();
+    int64_t failed = 0;
+    for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
+    std::cout << "warmup: " << w.requests.size() - failed << " of " << w.requests.size() << " requests completed\n";
+  }
+  ServerCounters before;
+  if (!o.metrics_url.empty() && !ScrapeCounters(o.metrics_url, o.timeout_s, &before, &err)) {
+    std::cerr << "stepbench: metrics: " << err << "\n";
+    return kExitFailed;
+  }
+  if (o.request_rate > 0) {
+    config.arrivals_s = ArrivalTimes(o.num_requests, o.request_rate, o.burstiness,
+                                     static_cast<uint64_t>(o.seed) ^ 0x9e3779b97f4a7c15ULL);
+  }
+  config.concurrency = o.concurrency;
+  std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
+  if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+  LoadResult run = RunTextLoad(*backend, measured, config);
+  if (bar) bar->Finish();
+  return Report(o, run, /*prefix_workload=*/!o.cache_salt.empty(), before);
+}
+
 int Main(int argc, char** argv) {
   Options o;
   FlagSet flags("stepbench");
@@ -134,6 +252,14 @@ int Main(int argc, char** argv) {
   flags.AddDouble("timeout_s", &o.timeout_s, "deadline for GetModelInfo and metrics scrapes");
   flags.AddDouble("request_timeout_s", &o.request_timeout_s, "deadline of each Generate request");
   flags.AddBool("quiet", &o.quiet, "no progress bar even on a terminal");
+  flags.AddString("api", &o.api, "with --prompts_file: grpc (Generate at --target) or openai (HTTP at --http_target)");
+  flags.AddString("http_target", &o.http_target, "--api=openai: the server's OpenAI-compatible HTTP front, host:port");
+  flags.AddString("prompts_file", &o.prompts_file,
+                  "text prompts: JSON lines {\"prompt\": ...} or ShareGPT {\"conversations\": [...]} (or one JSON array)");
+  flags.AddString("sharegpt_turns", &o.sharegpt_turns,
+                  "ShareGPT entries: first (the first human turn) or all (every turn before the last answer)");
+  flags.AddBool("chat", &o.chat, "with --prompts_file: send plain prompts as one-message chats");
+  flags.AddString("model", &o.model, "--api=openai: the requests' model; default: the first of GET /v1/models");
 
   std::vector<std::string> args(argv + 1, argv + argc);
   const auto usage_error = [&](const std::string& msg) {
@@ -174,6 +300,24 @@ int Main(int argc, char** argv) {
   if (!ParseLenRange(o.output_len, &output_len, &err)) return usage_error("--output_len: " + err);
   // Without a cap an open loop could hold every request in flight at once; the user decides.
   if (o.request_rate > 0 && !flags.IsSet("concurrency")) o.concurrency = 0;
+  if (o.api != "grpc" && o.api != "openai") return usage_error("--api must be grpc or openai");
+  if (o.prompts_file.empty()) {
+    if (o.api == "openai") return usage_error("--api=openai sends text: it needs --prompts_file");
+    for (const char* f : {"sharegpt_turns", "chat", "http_target", "model"}) {
+      if (flags.IsSet(f)) return usage_error(std::string("--") + f + " needs --prompts_file");
+    }
+  } else {
+    for (const char* f : {"dataset", "prompt_len", "shared_prefix_len", "num_prefixes", "turns"}) {
+      if (flags.IsSet(f)) return usage_error(std::string("--") + f + " works on token-id prompts, not with --prompts_file");
+    }
+    if (o.api == "grpc" && (flags.IsSet("http_target") || flags.IsSet("model"))) {
+      return usage_error("--http_target and --model are for --api=openai");
+    }
+    if (o.api == "openai" && (flags.IsSet("tls") || flags.IsSet("tls_ca") || flags.IsSet("tls_cert"))) {
+      return usage_error("the TLS flags are for the gRPC front; --api=openai speaks plain HTTP");
+    }
+    return RunTextBench(o, output_len);
+  }
 
   std::shared_ptr<grpc::Channel> channel;
   if (grpc::Status s = MakeChannel(o.channel, &channel); !s.ok()) return usage_error(s.error_message());
@@ -280,6 +424,13 @@ int Main(int argc, char** argv) {
   LoadResult run = RunConversations(channel, measured, config);
   if (bar) bar->Finish();
 
+  return Report(o, run, prefix_workload, before);
+}
+
+// The report of a measured run, with the metrics deltas since `before` when --metrics_url is set; printed
+// and written to --json_out. The exit code.
+int Report(const Options& o, const LoadResult& run, bool prefix_workload, const ServerCounters& before) {
+  std::string err;
   BenchReport report = BuildReport(run.requests, run.duration_s, Slo{o.slo_ttft_ms, o.slo_tpot_ms});
   report.prefix_cache_section = prefix_workload;
   if (!o.metrics_url.empty()) {
