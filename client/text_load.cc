@@ -219,6 +219,9 @@ class OpenAiBackend : public TextBackend {
     if (!client) {
       client = std::make_unique<httplib::Client>(target_.host, target_.port);
       client->set_keep_alive(true);
+      // The request goes out as headers and body in separate writes: with Nagle's algorithm the body waits
+      // for the server's delayed ACK of the headers (measured: TTFT up by ~70 ms on loopback).
+      client->set_tcp_nodelay(true);
       client->set_connection_timeout(std::chrono::seconds(10));
     }
     const auto read = std::chrono::microseconds(static_cast<int64_t>(timeout_s * 1e6));
