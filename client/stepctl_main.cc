@@ -227,16 +227,7 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, const Options& o) {
     return RpcFailed(status, o);
   }
   if (!o.stream || o.logprobs > 0) std::cout << "tokens: " << JoinTokens(tokens) << "\n";
-  // The API's name of the reason (the server's metrics label is the same name in lower case).
-  std::string reason = v1::FinishReason_Name(last.finish_reason());
-  if (reason.rfind("FINISH_REASON_", 0) == 0) reason = reason.substr(14);
-  std::cout << "finish_reason=" << reason << " prompt_tokens=" << last.usage().prompt_tokens()
-            << " completion_tokens=" << last.usage().completion_tokens()
-            << " cached_prompt_tokens=" << last.usage().cached_prompt_tokens()
-            << " queue_ms=" << last.timings().queue_time_s() * 1e3
-            << " ttft_ms=" << last.timings().time_to_first_token_s() * 1e3
-            << " e2e_ms=" << last.timings().e2e_latency_s() * 1e3 << " request_id=" << last.request_id()
-            << "\n";
+  std::cout << SummaryLine(last) << "\n";  // the same line as the text commands'
   return kExitOk;
 }
 

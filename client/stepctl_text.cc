@@ -27,6 +27,8 @@ int Usage(const std::string& message, std::ostream& err) {
   return kExitUsage;
 }
 
+// The API's name of the reason without "FINISH_REASON_" (the server's metrics label is the same name in
+// lower case).
 std::string FinishReasonText(v1::FinishReason reason) {
   std::string name = v1::FinishReason_Name(reason);
   if (name.rfind("FINISH_REASON_", 0) == 0) name = name.substr(14);
