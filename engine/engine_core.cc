@@ -59,10 +59,35 @@ bool EngineCore::Cancel(const std::string& id) {
   return true;
 }
 
+bool EngineCore::Pause(const std::string& id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return false;
+  if (!it->second->paused) {
+    it->second->paused = true;
+    ++num_paused_;
+    ++stats_.pauses_total;
+  }
+  return true;
+}
+
+bool EngineCore::Resume(const std::string& id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return false;
+  if (it->second->paused) {
+    it->second->paused = false;
+    --num_paused_;
+  }
+  return true;
+}
+
 ExecutorStats EngineCore::Stats() const {
   ExecutorStats s = stats_;
-  s.num_running = static_cast<int>(scheduler_.running().size());
-  s.num_waiting = static_cast<int>(scheduler_.waiting().size());
+  const int paused_running = scheduler_.num_paused_running();
+  const int paused_waiting = scheduler_.num_paused_waiting();
+  s.num_running = static_cast<int>(scheduler_.running().size()) - paused_running;
+  s.num_waiting = static_cast<int>(scheduler_.waiting().size()) - paused_waiting;
+  s.num_paused = paused_running + paused_waiting;
+  s.num_paused_holding_kv = paused_running;
   s.num_preemptions_total = scheduler_.num_preemptions();
   s.prefix_cache_queries_total = scheduler_.prefix_cache_queries();
   s.prefix_cache_hits_total = scheduler_.prefix_cache_hits();
@@ -92,6 +117,7 @@ void EngineCore::Finish(Sequence* seq, FinishReason reason, absl::Time now, Deli
   o.cached_prompt_tokens = static_cast<int>(std::max<int64_t>(0, seq->cached_prompt_tokens));
   out.push_back({seq->callback, std::move(o)});
   ++stats_.requests_finished_total;
+  if (seq->paused) --num_paused_;
   seqs_.erase(seq->request.id);  // destroys seq
 }
 

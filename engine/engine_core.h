@@ -57,6 +57,12 @@ class EngineCore {
   absl::Status Add(GenerationRequest request, OutputCallback callback);
   // Marks a request cancelled; the next Sweep ends it. False if unknown.
   bool Cancel(const std::string& id);
+  // Flow control: a paused request is not scheduled until resumed (engine/scheduler.h: it keeps its KV
+  // blocks until a step needs them). Idempotent; false if unknown (finished already, or never added).
+  bool Pause(const std::string& id);
+  bool Resume(const std::string& id);
+  // Every request in flight is paused (nothing to schedule until a resume, cancel, deadline or new request).
+  bool all_paused() const { return !seqs_.empty() && num_paused_ == static_cast<int>(seqs_.size()); }
   bool empty() const { return seqs_.empty(); }
   size_t num_in_flight() const { return seqs_.size(); }
 
@@ -103,6 +109,7 @@ class EngineCore {
   int64_t forward_steps_ = 0;  // engine thread only (Execute)
   uint64_t seed_base_;
   uint64_t request_counter_ = 0;
+  int num_paused_ = 0;  // sequences in seqs_ with `paused` set
 };
 
 }  // namespace stepserve

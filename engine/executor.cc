@@ -37,6 +37,16 @@ class Executor::Impl {
     if (known) cv_.notify_all();
     return known;
   }
+  bool Pause(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return core_.Pause(id);
+  }
+  bool Resume(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool known = core_.Resume(id);
+    if (known) cv_.notify_all();
+    return known;
+  }
   ExecutorStats Stats() const {
     std::lock_guard<std::mutex> lock(mu_);
     return core_.Stats();
@@ -228,9 +238,11 @@ void Executor::Impl::Loop() {
     }
     if (group_failed_) return;
     if (!progressed) {
-      // Nothing schedulable (e.g. the pool is full of queued work that cannot start): wait briefly.
+      // Nothing schedulable (e.g. the pool is full of queued work that cannot start): wait briefly. When
+      // every request is paused, only a resume, cancel or new request (each notifies) or a deadline (checked
+      // here every 100 ms) can change that: no need to spin.
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(5));
+      cv_.wait_for(lock, std::chrono::milliseconds(core_.all_paused() ? 100 : 5));
     }
   }
   // A clean stop: the other ranks leave their loops and exit 0.
@@ -379,6 +391,8 @@ absl::Status Executor::Submit(GenerationRequest request, OutputCallback callback
   return impl_->Submit(std::move(request), std::move(callback));
 }
 bool Executor::Cancel(const std::string& request_id) { return impl_->Cancel(request_id); }
+bool Executor::Pause(const std::string& request_id) { return impl_->Pause(request_id); }
+bool Executor::Resume(const std::string& request_id) { return impl_->Resume(request_id); }
 ExecutorStats Executor::Stats() const {
   ExecutorStats s = impl_->Stats();
   s.kv_capacity_tokens = kv_capacity_tokens();

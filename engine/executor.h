@@ -44,6 +44,14 @@ class Executor {
   // Cancels a queued or running request; its blocks are freed before the next step. False if unknown.
   bool Cancel(const std::string& request_id);
 
+  // Flow control for a front whose client stopped reading: a paused request is not scheduled (it makes
+  // no progress and produces no output) until Resume. A paused running request keeps its KV blocks while
+  // the pool has room; when another sequence needs blocks, paused ones are preempted first (recomputed on
+  // resume, usually from their own blocks in the prefix cache). Cancellation and deadlines still apply. Any
+  // thread, the output callback included; idempotent. False if the id is unknown (e.g. it just finished).
+  bool Pause(const std::string& request_id);
+  bool Resume(const std::string& request_id);
+
   ExecutorStats Stats() const;
 
   // Declares the tensor-parallel group failed from outside the engine (a worker process exited): the

@@ -47,8 +47,11 @@ struct ExecutorOptions {
 };
 
 struct ExecutorStats {
-  int num_running = 0;
-  int num_waiting = 0;
+  int num_running = 0;  // running and not paused
+  int num_waiting = 0;  // waiting and not paused
+  int num_paused = 0;   // paused (Executor::Pause): not scheduled until resumed
+  int num_paused_holding_kv = 0;  // of which admitted and still holding KV blocks (not preempted)
+  int64_t pauses_total = 0;       // Pause calls that paused a request that was not paused
   int32_t kv_blocks_used = 0;          // both pools
   int32_t kv_sliding_blocks_used = 0;  // the sliding-window pool alone
   int32_t kv_blocks_free = 0;

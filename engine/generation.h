@@ -69,7 +69,7 @@ struct GenerationOutput {
 };
 
 // Called on the engine thread; it must return quickly and must not call back into the executor's
-// blocking methods (Shutdown). Cancel() from the callback is allowed.
+// blocking methods (Shutdown). Cancel(), Pause() and Resume() from the callback are allowed.
 using OutputCallback = std::function<void(const GenerationOutput&)>;
 
 }  // namespace stepserve

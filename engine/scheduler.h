@@ -7,6 +7,13 @@
 // needs. When the pool cannot hold a running sequence's next tokens, the most recently admitted running
 // sequence is preempted (its blocks freed, recomputed later) and goes to the front of the waiting queue
 // (vLLM v1's allocate_slots-or-preempt). Not thread-safe: the executor serialises calls.
+//
+// Flow control: a paused sequence (Sequence::paused, set by Executor::Pause when the client stopped reading)
+// is never scheduled and does not count against max_num_seqs. It keeps its KV blocks while the pool has
+// room; when a running sequence's next tokens or the head of the waiting queue need blocks, paused running
+// sequences are preempted first (most recently admitted first), before any that is not paused, and that
+// preemption does not stop admissions. A paused waiting sequence is passed over (the next one is admitted)
+// until it is resumed; it keeps its place in the queue.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +67,9 @@ class Scheduler {
 
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const std::vector<Sequence*>& running() const { return running_; }
+  // Of running() and waiting(): how many are paused.
+  int num_paused_running() const;
+  int num_paused_waiting() const;
   int64_t num_preemptions() const { return num_preemptions_; }
   // Prefix cache lookups at admission, in tokens: looked up (the sequence's tokens) and found cached.
   int64_t prefix_cache_queries() const { return prefix_cache_queries_; }
@@ -68,6 +78,8 @@ class Scheduler {
  private:
   void Admit(Sequence* seq);  // waiting -> running, stamped with the next admission order
   void Preempt(Sequence* seq, SchedulerOutput& out);
+  // The most recently admitted paused running sequence, or null.
+  Sequence* PausedVictim() const;
 
   SchedulerOptions options_;
   BlockManager* blocks_;

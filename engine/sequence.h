@@ -31,6 +31,10 @@ struct Sequence {
   int64_t cached_prompt_tokens = -1;  // prompt tokens the prefix cache served at the first admission
 
   bool cancel_requested = false;
+  // Flow control (Executor::Pause): the front's buffer for this request is full, so the scheduler skips it.
+  // A paused running sequence keeps its KV blocks until a step needs them; then it is preempted before any
+  // sequence that is not paused.
+  bool paused = false;
   absl::Time arrival;
   std::optional<absl::Time> first_scheduled;
   std::optional<absl::Time> first_token;

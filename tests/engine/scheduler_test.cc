@@ -1,4 +1,5 @@
-// Scheduler policy: budgets, chunked prefill, FCFS admission, preemption of the newest, static batching.
+// Scheduler policy: budgets, chunked prefill, FCFS admission, preemption of the newest, static batching,
+// paused sequences (flow control).
 #include <gtest/gtest.h>
 
 #include "model/loading/presets.h"
@@ -149,6 +150,126 @@ TEST_F(SchedulerTest, StaticModeFormsAFullBatchEvenWhenOnePromptFillsTheTokenBud
   SchedulerOutput next = s.Schedule();
   ASSERT_EQ(next.chunks.size(), 1u);
   EXPECT_EQ(next.chunks[0].seq, d);
+}
+
+// Flow control (Executor::Pause): a paused running sequence is skipped, keeps its blocks, does not count
+// against max_num_seqs, and runs again once resumed.
+TEST_F(SchedulerTest, PausedRunningSequenceIsSkippedKeepsItsBlocksAndFreesItsSeat) {
+  auto cache = Cache(64);
+  Scheduler s({2, 100, BatchingMode::kContinuous}, &cache->blocks());
+  Sequence* a = NewSeq(5);
+  Sequence* b = NewSeq(5);
+  Sequence* c = NewSeq(5);
+  s.AddWaiting(a);
+  s.AddWaiting(b);
+  s.AddWaiting(c);
+  SchedulerOutput o1 = s.Schedule();
+  ASSERT_EQ(o1.chunks.size(), 2u);  // a and b: max_num_seqs 2
+  Complete(*cache, o1);
+  const int32_t used_before = cache->blocks().NumUsedBlocks(AttentionKind::kFull);
+  a->paused = true;
+  EXPECT_EQ(s.num_paused_running(), 1);
+  SchedulerOutput o2 = s.Schedule();
+  // b decodes, c takes a's seat; a is not scheduled and keeps its blocks.
+  ASSERT_EQ(o2.chunks.size(), 2u);
+  EXPECT_EQ(o2.chunks[0].seq, b);
+  EXPECT_EQ(o2.chunks[1].seq, c);
+  EXPECT_TRUE(o2.preempted.empty());
+  EXPECT_EQ(a->state, SequenceState::kRunning);
+  EXPECT_EQ(a->kv.num_tokens, 5);
+  EXPECT_GE(cache->blocks().NumUsedBlocks(AttentionKind::kFull), used_before);
+  Complete(*cache, o2);
+  for (int i = 0; i < 3; ++i) {
+    SchedulerOutput o = s.Schedule();
+    for (const ScheduledChunk& ch : o.chunks) EXPECT_NE(ch.seq, a);
+    Complete(*cache, o);
+  }
+  EXPECT_EQ(a->num_generated(), 1);  // nothing since the pause
+  a->paused = false;
+  SchedulerOutput o3 = s.Schedule();
+  bool a_runs = false;
+  for (const ScheduledChunk& ch : o3.chunks) a_runs |= ch.seq == a;
+  EXPECT_TRUE(a_runs);
+  EXPECT_EQ(o3.chunks.front().seq, a);  // oldest admission first again
+}
+
+TEST_F(SchedulerTest, PausedRunningSequenceIsPreemptedBeforeTheMostRecentlyAdmitted) {
+  auto cache = Cache(4);  // 16 tokens in the full pool
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
+  Sequence* a = NewSeq(8);
+  Sequence* b = NewSeq(8);
+  s.AddWaiting(a);
+  s.AddWaiting(b);
+  SchedulerOutput o1 = s.Schedule();
+  ASSERT_EQ(o1.chunks.size(), 2u);
+  Complete(*cache, o1);  // both hold 2 blocks: pool full
+  a->paused = true;      // the older one stopped reading
+  SchedulerOutput o2 = s.Schedule();
+  // Without the pause b (the newest) would go; the paused a gives up its blocks instead and b decodes.
+  ASSERT_EQ(o2.preempted.size(), 1u);
+  EXPECT_EQ(o2.preempted[0], a);
+  ASSERT_EQ(o2.chunks.size(), 1u);
+  EXPECT_EQ(o2.chunks[0].seq, b);
+  EXPECT_EQ(a->state, SequenceState::kWaiting);
+  EXPECT_EQ(a->kv.num_tokens, 0);
+  EXPECT_EQ(s.num_paused_waiting(), 1);
+  Complete(*cache, o2);
+  // Still paused in the queue: never admitted, even with room.
+  s.Remove(b);
+  EXPECT_TRUE(s.Schedule().chunks.empty());
+  EXPECT_EQ(s.waiting().front(), a);
+  a->paused = false;
+  SchedulerOutput o3 = s.Schedule();
+  ASSERT_EQ(o3.chunks.size(), 1u);
+  EXPECT_EQ(o3.chunks[0].seq, a);
+  EXPECT_EQ(o3.chunks[0].num_tokens, 9);  // recomputed: its prompt and the token it had produced
+}
+
+TEST_F(SchedulerTest, PausedWaitingSequenceIsPassedOverAndKeepsItsPlace) {
+  auto cache = Cache(64);
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
+  Sequence* a = NewSeq(3);
+  Sequence* b = NewSeq(3);
+  s.AddWaiting(a);
+  s.AddWaiting(b);
+  a->paused = true;
+  SchedulerOutput o = s.Schedule();
+  ASSERT_EQ(o.chunks.size(), 1u);
+  EXPECT_EQ(o.chunks[0].seq, b);
+  ASSERT_EQ(s.waiting().size(), 1u);
+  EXPECT_EQ(s.waiting().front(), a);
+  EXPECT_EQ(s.num_paused_waiting(), 1);
+}
+
+TEST_F(SchedulerTest, HeadOfQueueTakesThePausedSequencesBlocksAndAdmissionGoesOn) {
+  auto cache = Cache(4);  // 16 tokens
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
+  Sequence* a = NewSeq(15);
+  s.AddWaiting(a);
+  Complete(*cache, s.Schedule());  // a holds the whole pool
+  a->paused = true;
+  Sequence* b = NewSeq(6);
+  s.AddWaiting(b);
+  SchedulerOutput o = s.Schedule();
+  ASSERT_EQ(o.preempted.size(), 1u);
+  EXPECT_EQ(o.preempted[0], a);
+  ASSERT_EQ(o.chunks.size(), 1u);  // admitted in the same step: a paused victim does not stop admissions
+  EXPECT_EQ(o.chunks[0].seq, b);
+  EXPECT_EQ(s.waiting().front(), a);
+}
+
+TEST_F(SchedulerTest, WithoutPausedSequencesTheHeadOfQueueStillWaits) {
+  auto cache = Cache(4);
+  Scheduler s({8, 100, BatchingMode::kContinuous}, &cache->blocks());
+  Sequence* a = NewSeq(15);
+  s.AddWaiting(a);
+  Complete(*cache, s.Schedule());
+  Sequence* b = NewSeq(6);
+  s.AddWaiting(b);
+  SchedulerOutput o = s.Schedule();  // a decodes (its last free slot); b waits, a running sequence is never
+  EXPECT_TRUE(o.preempted.empty());  // preempted for a waiting one
+  ASSERT_EQ(o.chunks.size(), 1u);
+  EXPECT_EQ(o.chunks[0].seq, a);
 }
 
 }  // namespace
