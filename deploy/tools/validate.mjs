@@ -403,7 +403,7 @@ const qty = (v) => {
 };
 
 // Flags only the gRPC-serving rank reads (on a LeaderWorkerSet's worker pods they may be left out).
-const SERVER_ONLY_FLAGS = new Set(["host", "port", "metrics_port", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
+const SERVER_ONLY_FLAGS = new Set(["host", "port", "metrics_port", "metrics_host", "enable_reflection", "api_key", "api_key_file", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
   "max_new_tokens_cap", "default_max_new_tokens", "max_logprobs"]);
 const intFlag = (flags, f, dflt) => (flags[f] === undefined ? dflt : /^-?[0-9]+$/.test(flags[f]) ? Number(flags[f]) : NaN);
 
