@@ -55,7 +55,8 @@ SchedulerOutput Scheduler::Schedule() {
   // Static batching forms its whole batch at once, up to max_num_seqs, when the previous one has
   // finished; the members' prompts are then prefilled over as many steps as the token budget needs.
   if (options_.mode == BatchingMode::kStatic && running_.empty()) {
-    for (auto it = waiting_.begin(); it != waiting_.end() && static_cast<int>(running_.size()) < options_.max_num_seqs;) {
+    for (auto it = waiting_.begin();
+         it != waiting_.end() && static_cast<int>(running_.size()) < options_.max_num_seqs;) {
       if ((*it)->paused) {
         ++it;
         continue;
