@@ -106,7 +106,7 @@ RUN echo /usr/local/lib/stepserve > /etc/ld.so.conf.d/stepserve.conf \
 ENV HOME=/tmp
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 50051/tcp 9400/tcp
+EXPOSE 50051/tcp 9400/tcp 8000/tcp
 
 # Kubernetes ignores HEALTHCHECK and uses the gRPC probes; this serves `docker run` and compose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
@@ -115,4 +115,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
 # Drain on SIGTERM (grpc.health NOT_SERVING, in-flight requests finish up to --drain_timeout_s).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["stepserve"]
-CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9400"]
+CMD ["--host=0.0.0.0", "--port=50051", "--metrics_port=9400", "--http_port=8000"]

@@ -64,7 +64,7 @@ STEPSERVE_TEST_DEVICE=cuda ctest --test-dir "$BUILD" -j 8 --timeout 300 \
 tail -25 "$OUT/all-tests.log" | tee -a "$OUT/summary.txt"
 
 log "3. stepserve on the GPU, stepctl and stepbench"
-"$BUILD/server/stepserve" --model=tiny --device=cuda --port=50071 --metrics_port=9471 >"$OUT/stepserve.log" 2>&1 &
+"$BUILD/server/stepserve" --model=tiny --device=cuda --port=50071 --metrics_port=9471 --http_port=0 >"$OUT/stepserve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 120); do
   "$BUILD/client/stepctl" --target=127.0.0.1:50071 health >/dev/null 2>&1 && break
@@ -94,7 +94,7 @@ if [ "$gpus" -lt 2 ]; then
 else
   for tp in 1 2; do
     "$BUILD/server/stepserve" --model=small:4 --device=cuda --dtype=bfloat16 --tensor_parallel_size=$tp \
-      --port=5008$tp --metrics_port=-1 >"$OUT/stepserve_tp$tp.log" 2>&1 &
+      --port=5008$tp --metrics_port=-1 --http_port=0 >"$OUT/stepserve_tp$tp.log" 2>&1 &
     eval "tp${tp}_pid=$!"
   done
   for tp in 1 2; do

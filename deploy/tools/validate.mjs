@@ -69,6 +69,7 @@ export const METRICS = {
     stepserve_engine_oom_total: [],
     stepserve_prefix_cache_queries_total: [],
     stepserve_prefix_cache_hits_total: [],
+    stepserve_http_requests_total: ["route", "status"],
   },
   histogram: {
     stepserve_time_to_first_token_seconds: [],
@@ -76,6 +77,8 @@ export const METRICS = {
     stepserve_e2e_request_latency_seconds: [],
     stepserve_request_queue_time_seconds: [],
     stepserve_iteration_tokens: [],
+    stepserve_tokenizer_time_seconds: [],
+    stepserve_chat_template_time_seconds: [],
   },
 };
 // Labels that Prometheus (or the operator's relabelling) attaches to every scraped series.

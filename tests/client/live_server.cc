@@ -37,7 +37,8 @@ std::unique_ptr<LiveServer> LiveServer::Start(const std::vector<std::string>& ex
     server->log_path_ = std::string(tmp ? tmp : "/tmp") + "/stepserve_client_test_" + std::to_string(::getpid()) +
                         "_" + std::to_string(server->port_) + ".log";
     std::vector<std::string> argv = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=" + std::to_string(server->port_),
-                                     "--metrics_port=" + std::to_string(server->metrics_port_), "--device=cpu"};
+                                     "--metrics_port=" + std::to_string(server->metrics_port_), "--device=cpu",
+                                     "--http_port=0"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     server->pid_ = StartProcess(argv, server->log_path_);
     if (server->pid_ < 0) {

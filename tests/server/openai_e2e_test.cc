@@ -7,6 +7,7 @@
 
 #include <httplib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -33,13 +34,22 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-bool OnPath(const std::string& program) {
-  return std::system(absl::StrCat("command -v ", program, " >/dev/null 2>&1").c_str()) == 0;
+// The full path of a program on PATH, or "" (the spawn helper does not search PATH).
+std::string Which(const std::string& program) {
+  std::string path;
+  if (FILE* p = popen(absl::StrCat("command -v ", program, " 2>/dev/null").c_str(), "r")) {
+    char buffer[4096];
+    while (fgets(buffer, sizeof(buffer), p) != nullptr) path += buffer;
+    pclose(p);
+  }
+  while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
+  return path;
 }
 
 TEST(OpenAiEndToEndTest, OfficialOpenAiClientAndCurlAgainstTheTinyPreset) {
   const std::string tools = absl::StrCat(STEPSERVE_SOURCE_DIR, "/tests/text/tools");
-  if (!OnPath("node") || !OnPath("curl") || !std::filesystem::exists(tools + "/node_modules/openai/package.json")) {
+  const std::string node_bin = Which("node");
+  if (node_bin.empty() || Which("curl").empty() || !std::filesystem::exists(tools + "/node_modules/openai/package.json")) {
     GTEST_SKIP() << "needs node, curl and the openai npm package: run scripts/install-text-test-tools.sh";
   }
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -58,7 +68,7 @@ TEST(OpenAiEndToEndTest, OfficialOpenAiClientAndCurlAgainstTheTinyPreset) {
       if (server.WaitExit(absl::Seconds(1)) >= 0) continue;  // lost the port race: try another
       FAIL() << "stepserve did not become healthy:\n" << server.output();
     }
-    Child node({"node", absl::StrCat(STEPSERVE_SOURCE_DIR, "/tests/server/openai_e2e.mjs"),
+    Child node({node_bin, absl::StrCat(STEPSERVE_SOURCE_DIR, "/tests/server/openai_e2e.mjs"),
                 absl::StrCat("http://127.0.0.1:", http_port), tools},
                /*capture_stdout=*/true);
     const int code = node.WaitExit(absl::Seconds(240));

@@ -27,7 +27,7 @@ namespace stepserve::testing {
 namespace {
 
 TEST(StepserveMainTest, ServesTheTinyCheckpointAndDrainsOnSigterm) {
-  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--device=cpu",
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--http_port=0", "--device=cpu",
                "--model=" + TinyCheckpointDir(), "--kv_cache_bytes=16777216", "--drain_timeout_s=60"});
   int port = 0;
   ASSERT_TRUE(WaitFor([&] { return (port = ParsePort(child.output())) > 0; }, absl::Seconds(60)))
@@ -79,10 +79,10 @@ TEST(StepserveMainTest, ServesTheTinyCheckpointAndDrainsOnSigterm) {
 }
 
 TEST(StepserveMainTest, BadFlagsExitWithAnError) {
-  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--device=tpu"});
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=0", "--device=tpu"});
   EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 2) << child.output();
   EXPECT_TRUE(absl::StrContains(child.output(), "--device")) << child.output();
-  Child tls({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--tls_cert=/nonexistent.pem",
+  Child tls({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=0", "--tls_cert=/nonexistent.pem",
              "--tls_key=/nonexistent.key", "--model=" + TinyCheckpointDir()});
   EXPECT_EQ(tls.WaitExit(absl::Seconds(60)), 1) << tls.output();
   EXPECT_TRUE(absl::StrContains(tls.output(), "--tls_cert")) << tls.output();
@@ -94,7 +94,7 @@ TEST(StepserveMainTest, SymlinkLoopCheckpointExitsWithAClearError) {
   const std::string dir = MakeTempDir("main-symlinkloop");
   std::filesystem::copy_file(TinyCheckpointDir() + "/config.json", dir + "/config.json");
   std::filesystem::create_symlink("model.safetensors", dir + "/model.safetensors");
-  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--device=cpu",
+  Child child({STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=0", "--device=cpu",
                "--model=" + dir});
   EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 1) << child.output();
   EXPECT_TRUE(absl::StrContains(child.output(), "cannot load model")) << child.output();

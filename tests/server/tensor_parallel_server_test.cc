@@ -87,7 +87,7 @@ bool NoWorkerLeft(const std::string& tag, absl::Duration timeout = absl::Seconds
 class Server {
  public:
   explicit Server(const std::vector<std::string>& extra) : tag_(UniqueTag()) {
-    std::vector<std::string> args = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1",
+    std::vector<std::string> args = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=0",
                                      "--device=cpu", tag_};
     args.insert(args.end(), extra.begin(), extra.end());
     child_ = std::make_unique<Child>(args);
@@ -430,7 +430,7 @@ TEST(TensorParallelServerTest, DryRunPrintsThePerRankPlan) {
   static const std::regex kRankLine("^([0-9]+) +[0-9.]+ GiB +.*$");
   for (const DryRun& c : cases) {
     SCOPED_TRACE(absl::StrJoin(c.args, " "));
-    std::vector<std::string> args = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1",
+    std::vector<std::string> args = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=0",
                                      "--device=cpu", "--dry_run"};
     args.insert(args.end(), c.args.begin(), c.args.end());
     Child child(args, /*capture_stdout=*/true);
