@@ -24,6 +24,10 @@ const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.005, 0.01, 0.025, 0.05
 const Histogram::BucketBoundaries kRequestBuckets = {0.01, 0.05, 0.1,  0.3,  0.5,  0.8,   1.0,   1.5,   2.0,
                                                      2.5,  5.0,  10.0, 15.0, 20.0, 30.0,  40.0,  50.0,  60.0,
                                                      120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+// Tokenizer calls and chat-template renders: 10 us ... 2.5 s.
+const Histogram::BucketBoundaries kTextTimeBuckets = {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3,
+                                                      2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                      0.5, 1.0, 2.5};
 const Histogram::BucketBoundaries kIterationTokenBuckets = {1,   8,    16,   32,   64,   128,  256,
                                                             512, 1024, 2048, 4096, 8192, 16384};
 
@@ -65,6 +69,9 @@ class ServerMetrics::ExecutorCollectable : public prometheus::Collectable {
                                  MetricType::Gauge, stats.num_running));
     out.push_back(OneValueFamily("stepserve_num_requests_waiting", "Requests waiting to be scheduled.",
                                  MetricType::Gauge, stats.num_waiting));
+    out.push_back(OneValueFamily("stepserve_num_requests_paused",
+                                 "Requests paused because their client stopped reading (not scheduled).",
+                                 MetricType::Gauge, stats.num_paused));
     out.push_back(OneValueFamily("stepserve_kv_cache_usage_ratio",
                                  "Fraction of KV cache blocks in use (0 when no request holds blocks).",
                                  MetricType::Gauge, stats.kv_usage_ratio));
@@ -126,7 +133,39 @@ ServerMetrics::ServerMetrics()
   e2e_ = histogram("stepserve_e2e_request_latency_seconds", "Arrival to finish.", kRequestBuckets);
   queue_ = histogram("stepserve_request_queue_time_seconds", "Arrival to first scheduled.", kRequestBuckets);
   iteration_tokens_ = histogram("stepserve_iteration_tokens", "Tokens in one engine step.", kIterationTokenBuckets);
+  tokenizer_time_ = histogram("stepserve_tokenizer_time_seconds",
+                              "Time of one tokenizer call of the text front (encode a prompt or decode ids).",
+                              kTextTimeBuckets);
+  chat_template_time_ = histogram("stepserve_chat_template_time_seconds",
+                                  "Time to render one chat request with the chat template.", kTextTimeBuckets);
+  http_requests_ = &prometheus::BuildCounter()
+                        .Name("stepserve_http_requests_total")
+                        .Help("Requests to the OpenAI-compatible HTTP front, by route and HTTP status.")
+                        .Register(*registry_);
+  malformed_ = &prometheus::BuildCounter()
+                    .Name("stepserve_malformed_requests_total")
+                    .Help("gRPC calls whose request body did not parse (INVALID_ARGUMENT), by method.")
+                    .Register(*registry_);
+  unauthenticated_ = &prometheus::BuildCounter()
+                          .Name("stepserve_unauthenticated_requests_total")
+                          .Help("Calls refused for want of a valid API key, by method (gRPC) or route (HTTP).")
+                          .Register(*registry_);
+  streams_paused_ = &prometheus::BuildGauge()
+                        .Name("stepserve_streams_paused")
+                        .Help("Streams whose buffer of undelivered outputs is full (the client is not reading): "
+                              "their requests are paused, by front.")
+                        .Register(*registry_);
+  streams_stalled_ = &prometheus::BuildCounter()
+                         .Name("stepserve_streams_stalled_total")
+                         .Help("Streams ended because their client did not read for the stall timeout, by front.")
+                         .Register(*registry_);
+  for (const char* front : {"grpc", "http"}) {
+    streams_paused_->Add({{"front", front}});
+    streams_stalled_->Add({{"front", front}});
+  }
   // Pre-create the common label values so that dashboards see zeros rather than missing series.
+  malformed_->Add({{"method", "Generate"}});
+  unauthenticated_->Add({{"method", "Generate"}});
   for (FinishReason r : {FinishReason::kStopToken, FinishReason::kEos, FinishReason::kLength}) {
     success_->Add({{"finish_reason", FinishReasonName(ToProto(r))}});
   }
@@ -139,23 +178,18 @@ ServerMetrics::ServerMetrics()
 
 ServerMetrics::~ServerMetrics() { StopHttp(); }
 
-absl::Status ServerMetrics::StartHttp(const std::string& address) {
-  if (exposer_ != nullptr) return absl::FailedPreconditionError("metrics HTTP server already started");
-  try {
-    auto exposer = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
-    exposer->RegisterCollectable(registry_);
-    exposer->RegisterCollectable(executor_collectable_);
-    const std::vector<int> ports = exposer->GetListeningPorts();
-    http_port_ = ports.empty() ? 0 : ports.front();
-    exposer_ = std::move(exposer);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ", e.what()));
-  }
+absl::Status ServerMetrics::StartHttp(const std::string& address, const MetricsHttpOptions& options) {
+  if (http_ != nullptr) return absl::FailedPreconditionError("metrics HTTP server already started");
+  auto http = MetricsHttpServer::Start(address, [this] { return RenderText(); }, options);
+  if (!http.ok()) return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ",
+                                                             http.status().message()));
+  http_ = std::move(http).value();
+  http_port_ = http_->port();
   return absl::OkStatus();
 }
 
 void ServerMetrics::StopHttp() {
-  exposer_.reset();
+  http_.reset();
   http_port_ = 0;
 }
 
@@ -170,6 +204,10 @@ void ServerMetrics::RecordSuccess(FinishReason reason) {
   success_->Add({{"finish_reason", FinishReasonName(ToProto(reason))}}).Increment();
 }
 
+void ServerMetrics::RecordSuccess(v1::FinishReason reason) {
+  success_->Add({{"finish_reason", FinishReasonName(reason)}}).Increment();
+}
+
 void ServerMetrics::RecordFailure(absl::StatusCode code) {
   failure_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
 }
@@ -179,6 +217,25 @@ void ServerMetrics::ObserveInterTokenLatency(absl::Duration d) { itl_->Observe(a
 void ServerMetrics::ObserveE2eLatency(absl::Duration d) { e2e_->Observe(absl::ToDoubleSeconds(d)); }
 void ServerMetrics::ObserveQueueTime(absl::Duration d) { queue_->Observe(absl::ToDoubleSeconds(d)); }
 void ServerMetrics::ObserveStep(const StepInfo& step) { iteration_tokens_->Observe(step.num_tokens); }
+void ServerMetrics::ObserveTokenizerTime(absl::Duration d) { tokenizer_time_->Observe(absl::ToDoubleSeconds(d)); }
+void ServerMetrics::ObserveChatTemplateTime(absl::Duration d) {
+  chat_template_time_->Observe(absl::ToDoubleSeconds(d));
+}
+void ServerMetrics::RecordHttpRequest(const std::string& route, int status) {
+  http_requests_->Add({{"route", route}, {"status", std::to_string(status)}}).Increment();
+}
+
+void ServerMetrics::StreamPaused(const std::string& front) { streams_paused_->Add({{"front", front}}).Increment(); }
+void ServerMetrics::StreamResumed(const std::string& front) { streams_paused_->Add({{"front", front}}).Decrement(); }
+void ServerMetrics::RecordStreamStalled(const std::string& front) {
+  streams_stalled_->Add({{"front", front}}).Increment();
+}
+void ServerMetrics::RecordMalformedRequest(const std::string& method) {
+  malformed_->Add({{"method", method}}).Increment();
+}
+void ServerMetrics::RecordUnauthenticated(const std::string& method) {
+  unauthenticated_->Add({{"method", method}}).Increment();
+}
 
 std::string ServerMetrics::RenderText() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();

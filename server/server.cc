@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -47,6 +48,24 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const T
   return grpc::SslServerCredentials(ssl);
 }
 
+// Reflection on or off for one server. Loading libgrpc++_reflection registers its plugin for every
+// ServerBuilder at static initialisation, so "off" has to remove it, not just not add it.
+class ReflectionOption final : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enable) : enable_(enable) {}
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    const std::string name = grpc::reflection::ProtoServerReflectionPlugin().name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&name](const auto& plugin) { return plugin->name() == name; }),
+                   plugins->end());
+    if (enable_) plugins->push_back(std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>());
+  }
+
+ private:
+  const bool enable_;
+};
+
 const char* TransportName(const TlsOptions& tls) {
   if (tls.cert_file.empty()) return "plaintext";
   return tls.client_ca_file.empty() ? "TLS" : "mutual TLS";
@@ -67,8 +86,12 @@ absl::StatusOr<std::unique_ptr<StepServeServer>> StepServeServer::Start(const Se
   s->health_.SetStatus(kStepServeServiceName, HealthCheckResponse::NOT_SERVING);
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, MakeCredentials(options.tls));
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Reflection for this server only, when asked (InitProtoReflectionServerBuilderPlugin would turn it on
+  // for every server the process builds).
+  builder.SetOption(std::make_unique<ReflectionOption>(options.enable_reflection));
+  s->generate_.SetApiKeys(options.api_keys);
+  s->generate_.SetStreamFlowOptions(options.stream_flow);
   const std::string address = JoinHostPort(options.host, options.port);
   builder.AddListeningPort(address, credentials, &s->port_);
   builder.RegisterService(&s->generate_);
@@ -78,15 +101,33 @@ absl::StatusOr<std::unique_ptr<StepServeServer>> StepServeServer::Start(const Se
     s->server_.reset();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));
   }
+  std::string http_where = "off";
+  if (options.http_port >= 0) {
+    openai::HttpOptions http;
+    http.host = options.http_host.empty() ? options.host : options.http_host;
+    http.port = options.http_port;
+    http.max_body_bytes = options.http_max_body_bytes;
+    http.threads = options.http_threads;
+    http.api_keys = options.api_keys;
+    http.max_stream_buffered_outputs = options.stream_flow.max_buffered_outputs;
+    http.stream_stall_timeout = options.stream_flow.stall_timeout;
+    ASSIGN_OR_RETURN(s->http_, openai::OpenAiHttpServer::Start(http, &s->metrics_));
+    http_where = absl::StrCat(JoinHostPort(http.host, s->http_->port()), " (", http.threads, " threads)");
+  }
   std::string metrics_where = "off";
   if (options.metrics_port >= 0) {
     const std::string metrics_address =
         JoinHostPort(options.metrics_host.empty() ? options.host : options.metrics_host, options.metrics_port);
     RETURN_IF_ERROR(s->metrics_.StartHttp(metrics_address));
-    metrics_where = absl::StrCat("port ", s->metrics_.http_port(), " /metrics");
+    metrics_where = absl::StrCat(
+        JoinHostPort(options.metrics_host.empty() ? options.host : options.metrics_host, s->metrics_.http_port()),
+        "/metrics");
   }
+  const bool keys = options.api_keys != nullptr && options.api_keys->enabled();
   LogInfo("gRPC listening on ", JoinHostPort(options.host, s->port_), " (", TransportName(options.tls),
-          "); metrics on ", metrics_where, "; health NOT_SERVING until the model is loaded");
+          keys ? ", API keys required" : ", no API key", options.enable_reflection ? ", reflection on" : "",
+          "); OpenAI HTTP on ", http_where, "; metrics on ", metrics_where,
+          "; health NOT_SERVING until the model is loaded");
   return s;
 }
 
@@ -94,17 +135,22 @@ StepServeServer::~StepServeServer() {
   Drain(absl::ZeroDuration());
   metrics_.SetStatsSource(nullptr);
   metrics_.StopHttp();
+  if (http_ != nullptr) http_->Stop();
   server_.reset();
   executor_.reset();
 }
 
-absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor, const std::string& model_name) {
+absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor, const std::string& given_name,
+                                             std::shared_ptr<TextPipeline> text) {
   if (executor == nullptr) return absl::InvalidArgumentError("no executor");
   std::lock_guard<std::mutex> lock(drain_mu_);
   if (drained_ || generate_.draining()) return absl::FailedPreconditionError("the server is draining");
   if (executor_ != nullptr) return absl::FailedPreconditionError("an executor is already attached");
   executor_ = std::move(executor);
   Executor* e = executor_.get();
+  if (text == nullptr) text = std::make_shared<TextPipeline>(nullptr, nullptr, given_name);
+  text->set_metrics(&metrics_);
+  const std::string model_name = text->model_name();
   const ModelConfig& config = e->config();
   const std::string device = e->model().device().str();
   const std::string dtype = DtypeName(e->model().dtype());
@@ -120,6 +166,7 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   info.set_kv_capacity_tokens(e->kv_capacity_tokens());
   info.set_max_num_seqs(e->options().max_num_seqs);
   info.set_prefix_caching(e->options().enable_prefix_caching);
+  text->FillModelInfo(&info);
 
   RequestDefaults defaults;
   defaults.default_max_new_tokens = options_.default_max_new_tokens;
@@ -133,11 +180,15 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
   metrics_.SetModelInfo(model_name, device, dtype);
   ServerMetrics* metrics = &metrics_;
   e->SetStepObserver([metrics](const StepInfo& step) { metrics->ObserveStep(step); });
-  generate_.Attach(e, info, defaults);
+  generate_.Attach(e, info, defaults, text);
+  if (http_ != nullptr) http_->Attach(e, text, defaults);
   LogInfo("serving model ", model_name, " (", dtype, " on ", device, ", ", config.num_hidden_layers,
           " layers, vocab ", config.vocab_size, "): KV cache ", e->kv_capacity_tokens(), " tokens, max context ",
           e->max_context(), ", max_num_seqs ", e->options().max_num_seqs, ", max_queue ", e->options().max_queue,
-          ", prefix caching ", e->options().enable_prefix_caching ? "on" : "off", "; health SERVING");
+          ", prefix caching ", e->options().enable_prefix_caching ? "on" : "off", ", tokenizer ",
+          text->has_tokenizer() ? (text->has_chat_template() ? "and chat template" : "(no chat template)")
+                                : "none (token ids only)",
+          "; health SERVING");
   health_.SetAll(HealthCheckResponse::SERVING);
   return absl::OkStatus();
 }
@@ -145,6 +196,7 @@ absl::Status StepServeServer::AttachExecutor(std::unique_ptr<Executor> executor,
 void StepServeServer::BeginDrain() {
   if (generate_.draining()) return;
   generate_.BeginDrain();
+  if (http_ != nullptr) http_->BeginDrain();
   health_.SetAll(HealthCheckResponse::NOT_SERVING);
   LogInfo("draining: health NOT_SERVING, new requests refused; ", generate_.active_streams(),
           " streams in flight");
@@ -157,8 +209,15 @@ void StepServeServer::Drain(absl::Duration timeout) {
   BeginDrain();
   const absl::Time start = absl::Now();
   if (executor_ != nullptr) executor_->Shutdown(timeout);
-  if (!generate_.WaitForIdle(absl::Now() + options_.stream_grace)) {
+  const absl::Time grace = absl::Now() + options_.stream_grace;
+  if (!generate_.WaitForIdle(grace)) {
     LogWarning("drain: ", generate_.active_streams(), " streams still open after the grace period; cancelling them");
+  }
+  if (http_ != nullptr) {
+    if (!http_->WaitForIdle(grace)) {
+      LogWarning("drain: ", http_->active_requests(), " HTTP requests still open after the grace period; closing");
+    }
+    http_->Stop();
   }
   health_.Shutdown();
   if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));

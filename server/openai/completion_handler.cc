@@ -114,6 +114,7 @@ void OpenAiHttpServer::HandleCompletion(const httplib::Request& req, httplib::Re
   for (size_t i = 0; i < request.prompts.size(); ++i) {
     auto prepared = text.Prepare(request.prompts[i], prepare);
     if (!prepared.ok()) {
+      if (metrics_ != nullptr) metrics_->RecordFailure(prepared.status().code());
       ApiError e = FromStatus(prepared.status(), OpenAiParamOf, chat);
       if (!chat && request.prompts.size() > 1 && e.param == "prompt") e.param = absl::StrCat("prompt[", i, "]");
       return SendError(res, e);
@@ -132,7 +133,10 @@ void OpenAiHttpServer::HandleCompletion(const httplib::Request& req, httplib::Re
 
   auto started = CompletionSession::Start(serving->executor, text, request, prompts, serving->defaults, ctx.id,
                                          options_.max_stream_buffered_outputs, metrics_);
-  if (!started.ok()) return SendError(res, FromStatus(started.status(), OpenAiParamOf, chat));
+  if (!started.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordFailure(started.status().code());  // as gRPC counts refusals
+    return SendError(res, FromStatus(started.status(), OpenAiParamOf, chat));
+  }
   std::shared_ptr<CompletionSession> session = *std::move(started);
   const int total = session->num_choices();
 

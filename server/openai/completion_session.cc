@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
+#include "server/openai/openai_response.h"
+#include "server/proto_conversion.h"
 
 namespace stepserve::server::openai {
 
@@ -19,6 +21,7 @@ absl::StatusOr<std::shared_ptr<CompletionSession>> CompletionSession::Start(
   session->metrics_ = metrics;
   session->queued_.assign(total, 0);
   session->paused_.assign(total, false);
+  session->last_output_time_.assign(total, absl::InfinitePast());
   for (int choice = 0; choice < total; ++choice) session->ids_.push_back(absl::StrCat(id_base, "-", choice));
   // Stage options first: a bad stop string refuses the request before anything runs.
   std::vector<OutputStageOptions> stages;
@@ -57,7 +60,34 @@ CompletionSession::~CompletionSession() {
   if (metrics_ != nullptr && num_paused_ > 0) metrics_->StreamResumed("http");
 }
 
+void CompletionSession::Observe(int choice, const TextOutput& output) {
+  if (metrics_ == nullptr) return;
+  const GenerationOutput& out = output.out;
+  if (!out.token_ids.empty()) {
+    if (last_output_time_[choice] != absl::InfinitePast()) {
+      metrics_->ObserveInterTokenLatency(out.time - last_output_time_[choice]);
+    }
+    last_output_time_[choice] = out.time;
+  }
+  if (!out.finished) return;
+  if (ErrorOf(output).has_value()) {
+    metrics_->RecordFailure(out.finish_reason == FinishReason::kCancelled ? absl::StatusCode::kCancelled
+                            : out.finish_reason == FinishReason::kAborted ? absl::StatusCode::kUnavailable
+                            : out.finish_reason == FinishReason::kDeadlineExceeded
+                                ? absl::StatusCode::kDeadlineExceeded
+                                : absl::StatusCode::kInternal);
+    return;
+  }
+  metrics_->RecordSuccess(output.finish == TextFinish::kStopString  ? v1::FINISH_REASON_STOP_STRING
+                          : output.finish == TextFinish::kToolCalls ? v1::FINISH_REASON_TOOL_CALLS
+                                                                    : ToProto(out.finish_reason));
+  metrics_->ObserveQueueTime(out.queue_time);
+  if (out.completion_tokens > 0) metrics_->ObserveTimeToFirstToken(out.time_to_first_token);
+  metrics_->ObserveE2eLatency(out.e2e_latency);
+}
+
 void CompletionSession::Push(int choice, TextOutput&& output) {
+  Observe(choice, output);  // one sequence's outputs come in order, on the engine thread
   std::lock_guard<std::mutex> lock(mu_);
   if (output.out.finished && !finished_[choice]) {
     finished_[choice] = true;

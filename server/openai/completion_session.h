@@ -53,6 +53,10 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
  private:
   CompletionSession(Executor* executor) : executor_(executor) {}
   void Push(int choice, TextOutput&& output);
+  // The request metrics the gRPC front keeps too (success/failure by reason, TTFT, ITL, e2e, queue time);
+  // engine thread.
+  void Observe(int choice, const TextOutput& output);
+  std::vector<absl::Time> last_output_time_;  // per choice, engine thread
 
   Executor* const executor_;
   int max_buffered_ = 0;                // 0: unbounded

@@ -598,7 +598,9 @@ TEST(ServerTest, InjectedStepFailureEndsOnlyThatStepsStreamsAndTheServerServesOn
 }
 
 TEST(ServerTest, ReflectionListsTheServices) {
-  TestServer server;
+  TestServerOptions options;
+  options.enable_reflection = true;  // off by default (hardening_test.cc checks that)
+  TestServer server(options);
   grpc::GenericStub stub(server.channel());
   grpc::ClientContext context;
   context.set_deadline(DeadlineIn(absl::Seconds(30)));

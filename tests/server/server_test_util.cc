@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "tests/test_util.h"
+#include "text/jinja/chat_template.h"
+#include "text/tokenizer/builtin_tokenizer.h"
 
 namespace stepserve::testing {
 
@@ -34,6 +36,15 @@ TestServer::TestServer(const TestServerOptions& options) : options_(options) {
   server_options.port = 0;
   server_options.metrics_port = 0;
   server_options.tls = options.tls;
+  server_options.enable_reflection = options.enable_reflection;
+  server_options.api_keys = options.api_keys;
+  server_options.stream_flow = options.stream_flow;
+  if (options.http) {
+    server_options.http_port = 0;
+    server_options.http_host = "127.0.0.1";
+    server_options.http_max_body_bytes = options.http_options.max_body_bytes;
+    server_options.http_threads = options.http_options.threads;
+  }
   auto server = server::StepServeServer::Start(server_options);
   if (!server.ok()) throw std::runtime_error(std::string(server.status().message()));
   server_ = std::move(server).value();
@@ -45,7 +56,15 @@ TestServer::~TestServer() { server_.reset(); }
 void TestServer::AttachExecutor() {
   auto executor = Executor::Create(LoadTinyModel(at::kFloat), options_.executor);
   if (!executor.ok()) throw std::runtime_error(std::string(executor.status().message()));
-  absl::Status s = server_->AttachExecutor(std::move(executor).value(), "tiny-test");
+  std::shared_ptr<server::TextPipeline> text;
+  if (options_.text) {
+    auto tokenizer = text::BuiltinTokenizer((*executor)->config().vocab_size);
+    if (!tokenizer.ok()) throw std::runtime_error(std::string(tokenizer.status().message()));
+    auto chat_template = text::ChatTemplate::Parse(std::string(text::BuiltinStepChatTemplate()));
+    if (!chat_template.ok()) throw std::runtime_error(std::string(chat_template.status().message()));
+    text = std::make_shared<server::TextPipeline>(*tokenizer, *chat_template, "tiny");
+  }
+  absl::Status s = server_->AttachExecutor(std::move(executor).value(), "tiny-test", text);
   if (!s.ok()) throw std::runtime_error(std::string(s.message()));
 }
 

@@ -28,6 +28,14 @@ struct TestServerOptions {
   ExecutorOptions executor;
   bool attach_executor = true;  // load the tiny model and attach it right away
   server::TlsOptions tls;
+  // The text front of the tiny preset: the builtin tokenizer (its vocabulary, 300) and the builtin Step chat
+  // template, served as model "tiny".
+  bool text = false;
+  bool http = false;  // the OpenAI HTTP front on a free port
+  server::openai::HttpOptions http_options;  // threads, body limit, heartbeat (host and port are the test's)
+  server::StreamFlowOptions stream_flow;  // backpressure, both fronts
+  bool enable_reflection = false;
+  const server::ApiKeys* api_keys = nullptr;  // not owned; null: no authentication
   TestServerOptions() { executor.kv_cache_bytes = 64ll << 20; }
 };
 
@@ -41,6 +49,7 @@ class TestServer {
   server::StepServeServer& server() { return *server_; }
   Executor& executor() { return *server_->executor(); }
   std::string target() const;  // "127.0.0.1:PORT"
+  int http_port() { return server_->http_port(); }
   std::shared_ptr<grpc::Channel> channel();
   std::unique_ptr<v1::StepServe::Stub> stub();
   std::unique_ptr<grpc::health::v1::Health::Stub> health_stub();
