@@ -58,6 +58,8 @@ export const METRICS = {
     stepserve_kv_cache_capacity_tokens: [],
     stepserve_kv_cache_cached_blocks: [],
     stepserve_model_info: ["model", "device", "dtype"],
+    stepserve_num_requests_paused: [],
+    stepserve_streams_paused: ["front"],
   },
   counter: {
     stepserve_prompt_tokens_total: [],
@@ -70,6 +72,9 @@ export const METRICS = {
     stepserve_prefix_cache_queries_total: [],
     stepserve_prefix_cache_hits_total: [],
     stepserve_http_requests_total: ["route", "status"],
+    stepserve_streams_stalled_total: ["front"],
+    stepserve_malformed_requests_total: ["method"],
+    stepserve_unauthenticated_requests_total: ["method"],
   },
   histogram: {
     stepserve_time_to_first_token_seconds: [],
