@@ -65,6 +65,16 @@ ABSL_FLAG(int32_t, max_queue, 1024, "Waiting requests before new ones get RESOUR
 ABSL_FLAG(int32_t, max_new_tokens_cap, 4096, "Largest stopping.max_new_tokens accepted.");
 ABSL_FLAG(int32_t, default_max_new_tokens, 256, "max_new_tokens for requests that leave it unset.");
 ABSL_FLAG(int32_t, max_logprobs, 20, "Largest logprobs (top-n) accepted.");
+ABSL_FLAG(int32_t, max_stop_token_ids, 1024, "Most entries of stopping.stop_token_ids (stop_token_ids) a request may have.");
+ABSL_FLAG(int32_t, max_request_id_length, 256, "Longest request_id in bytes (printable ASCII only).");
+ABSL_FLAG(int32_t, max_cache_salt_length, 256, "Longest cache_salt in bytes.");
+ABSL_FLAG(int32_t, max_stop_strings, 16, "Most stop strings a request may have.");
+ABSL_FLAG(int32_t, max_stop_string_bytes, 1024, "Longest stop string in bytes.");
+ABSL_FLAG(int32_t, max_chat_messages, 1024, "Most chat messages a request may have.");
+ABSL_FLAG(int32_t, max_tools, 256, "Most tools a chat request may define.");
+ABSL_FLAG(double, load_timeout_s, 0,
+          "Give up loading the model (config, weights, joining the group) after this many seconds and exit 2 "
+          "(0: no limit).");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "Automatic prefix caching: full KV blocks stay cached after their request ends and later requests with "
           "the same prompt prefix (and cache_salt) reuse them instead of recomputing.");
@@ -207,6 +217,14 @@ absl::Status CheckNumericFlagsFromFlags() {
       {"max_new_tokens_cap", static_cast<double>(absl::GetFlag(FLAGS_max_new_tokens_cap)), Rule::kPositive},
       {"default_max_new_tokens", static_cast<double>(absl::GetFlag(FLAGS_default_max_new_tokens)), Rule::kPositive},
       {"max_logprobs", static_cast<double>(absl::GetFlag(FLAGS_max_logprobs)), Rule::kNonNegative},
+      {"max_stop_token_ids", static_cast<double>(absl::GetFlag(FLAGS_max_stop_token_ids)), Rule::kNonNegative},
+      {"max_request_id_length", static_cast<double>(absl::GetFlag(FLAGS_max_request_id_length)), Rule::kPositive},
+      {"max_cache_salt_length", static_cast<double>(absl::GetFlag(FLAGS_max_cache_salt_length)), Rule::kNonNegative},
+      {"max_stop_strings", static_cast<double>(absl::GetFlag(FLAGS_max_stop_strings)), Rule::kNonNegative},
+      {"max_stop_string_bytes", static_cast<double>(absl::GetFlag(FLAGS_max_stop_string_bytes)), Rule::kPositive},
+      {"max_chat_messages", static_cast<double>(absl::GetFlag(FLAGS_max_chat_messages)), Rule::kPositive},
+      {"max_tools", static_cast<double>(absl::GetFlag(FLAGS_max_tools)), Rule::kNonNegative},
+      {"load_timeout_s", absl::GetFlag(FLAGS_load_timeout_s), Rule::kNonNegative, false},
       {"drain_timeout_s", absl::GetFlag(FLAGS_drain_timeout_s), Rule::kNonNegative, false},
       {"tensor_parallel_size", static_cast<double>(absl::GetFlag(FLAGS_tensor_parallel_size)), Rule::kPositive},
       {"nnodes", static_cast<double>(absl::GetFlag(FLAGS_nnodes)), Rule::kPositive},
@@ -232,6 +250,9 @@ stepserve::ExecutorOptions ExecutorOptionsFromFlags(const stepserve::server::KvC
   executor_options.max_queue = absl::GetFlag(FLAGS_max_queue);
   executor_options.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
   executor_options.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
+  executor_options.max_stop_token_ids = absl::GetFlag(FLAGS_max_stop_token_ids);
+  executor_options.max_request_id_length = absl::GetFlag(FLAGS_max_request_id_length);
+  executor_options.max_cache_salt_length = absl::GetFlag(FLAGS_max_cache_salt_length);
   executor_options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   executor_options.run_warmup = true;
   return executor_options;
@@ -285,6 +306,7 @@ int Run(const std::vector<std::string>& args) {
   load.dtype = *dtype;
   load.device = *device;
   load.seed = absl::GetFlag(FLAGS_seed);
+  if (absl::GetFlag(FLAGS_load_timeout_s) > 0) load.load_timeout = absl::Seconds(absl::GetFlag(FLAGS_load_timeout_s));
   if (layout->rank != 0) {
     return stepserve::server::RunWorkerRank(*layout, tp_flags, args, model_spec, load,
                                             ExecutorOptionsFromFlags(*kv_cache));
@@ -308,6 +330,12 @@ int Run(const std::vector<std::string>& args) {
       return 2;
     }
     text = *std::move(loaded);
+    stepserve::server::TextLimits limits;
+    limits.max_stop_strings = absl::GetFlag(FLAGS_max_stop_strings);
+    limits.max_stop_string_bytes = absl::GetFlag(FLAGS_max_stop_string_bytes);
+    limits.max_chat_messages = absl::GetFlag(FLAGS_max_chat_messages);
+    limits.max_tools = absl::GetFlag(FLAGS_max_tools);
+    text->set_limits(limits);
   }
 
   // API keys before anything binds: a bad key file is a bad flag. SIGHUP re-reads the file.

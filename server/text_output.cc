@@ -179,7 +179,18 @@ absl::StatusOr<OutputStageOptions> MakeOutputStageOptions(const TextPipeline& te
                                                           bool include_stop_str_in_output, bool skip_special_tokens,
                                                           const std::string& stop_field) {
   OutputStageOptions options;
+  const TextLimits& limits = text.limits();
+  if (stop.size() > static_cast<size_t>(limits.max_stop_strings)) {
+    return absl::InvalidArgumentError(absl::StrCat(stop_field, ": ", stop.size(),
+                                                   " stop strings, more than --max_stop_strings=",
+                                                   limits.max_stop_strings));
+  }
   for (size_t i = 0; i < stop.size(); ++i) {
+    if (stop[i].size() > static_cast<size_t>(limits.max_stop_string_bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(stop_field, "[", i, "]: ", stop[i].size(),
+                                                     " bytes, more than --max_stop_string_bytes=",
+                                                     limits.max_stop_string_bytes));
+    }
     if (!text::IsValidUtf8(stop[i])) {
       return absl::InvalidArgumentError(absl::StrCat(stop_field, "[", i, "]: is not valid UTF-8"));
     }

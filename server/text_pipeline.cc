@@ -225,7 +225,16 @@ absl::StatusOr<PreparedPrompt> TextPipeline::Prepare(const TextInput& input, con
 
 absl::StatusOr<PreparedPrompt> TextPipeline::PrepareChat(const TextInput& input, const PrepareOptions& options) const {
   const std::string& prefix = options.chat_field_prefix;
-  // Validation first (its errors name the field), whatever is loaded.
+  // Validation first (its errors name the field), whatever is loaded; the caps before anything is walked.
+  if (input.messages.is_array() && input.messages.size() > static_cast<size_t>(limits_.max_chat_messages)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "messages: ", input.messages.size(),
+                                                   " messages, more than --max_chat_messages=",
+                                                   limits_.max_chat_messages));
+  }
+  if (input.tools.is_array() && input.tools.size() > static_cast<size_t>(limits_.max_tools)) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "tools: ", input.tools.size(),
+                                                   " tools, more than --max_tools=", limits_.max_tools));
+  }
   auto messages = text::NormalizeMessages(Json(input.messages));
   if (!messages.ok()) return WithFieldPrefix(messages.status(), prefix);
   auto tools = text::NormalizeTools(Json(input.tools));

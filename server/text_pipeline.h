@@ -30,6 +30,14 @@ struct TextOptions {
   std::string served_model_name;   // --served_model_name; empty: the preset name or the folder's base name
 };
 
+// Caps on what one request may bring (flags of the same names; INVALID_ARGUMENT naming the field past them).
+struct TextLimits {
+  int max_stop_strings = 16;         // --max_stop_strings: entries of stop
+  int max_stop_string_bytes = 1024;  // --max_stop_string_bytes: bytes of one stop string
+  int max_chat_messages = 1024;      // --max_chat_messages: entries of messages
+  int max_tools = 256;               // --max_tools: entries of tools
+};
+
 // One request's input as either front gives it. Exactly one kind.
 struct TextInput {
   enum class Kind { kTokenIds, kPrompt, kChat };
@@ -76,6 +84,9 @@ class TextPipeline {
   bool has_chat_template() const { return chat_template_ != nullptr; }
   const std::shared_ptr<const text::Tokenizer>& tokenizer() const { return tokenizer_; }
 
+  // Per-request caps (set before serving).
+  void set_limits(const TextLimits& limits) { limits_ = limits; }
+  const TextLimits& limits() const { return limits_; }
   // Tokenizer and template timings go to these metrics (may be null; set before serving).
   void set_metrics(ServerMetrics* metrics) { metrics_ = metrics; }
 
@@ -101,6 +112,7 @@ class TextPipeline {
   std::shared_ptr<const text::Tokenizer> tokenizer_;
   std::shared_ptr<const text::ChatTemplate> chat_template_;
   std::string model_name_;
+  TextLimits limits_;
   ServerMetrics* metrics_ = nullptr;
 };
 

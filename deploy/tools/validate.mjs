@@ -412,7 +412,8 @@ const qty = (v) => {
 
 // Flags only the gRPC-serving rank reads (on a LeaderWorkerSet's worker pods they may be left out).
 const SERVER_ONLY_FLAGS = new Set(["host", "port", "metrics_port", "metrics_host", "enable_reflection", "api_key", "api_key_file", "max_queue", "drain_timeout_s", "tls_cert", "tls_key", "tls_client_ca",
-  "max_new_tokens_cap", "default_max_new_tokens", "max_logprobs",
+  "max_new_tokens_cap", "default_max_new_tokens", "max_logprobs", "max_stop_token_ids", "max_request_id_length",
+  "max_cache_salt_length", "max_stop_strings", "max_stop_string_bytes", "max_chat_messages", "max_tools",
   // the text front and the OpenAI HTTP API run on rank 0 only
   "http_port", "http_host", "http_max_body_bytes", "http_threads", "tokenizer", "chat_template", "served_model_name"]);
 const intFlag = (flags, f, dflt) => (flags[f] === undefined ? dflt : /^-?[0-9]+$/.test(flags[f]) ? Number(flags[f]) : NaN);

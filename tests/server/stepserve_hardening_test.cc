@@ -174,6 +174,10 @@ TEST(StepserveHardeningTest, BadNumbersInFlagsExit2NamingTheFlag) {
       {{"--kv_cache_bytes=-5"}, "--kv_cache_bytes"},
       {{"--kv_cache_memory_fraction=0.5"}, "--kv_cache_memory_fraction"},  // the CPU takes bytes
       {{"--metrics_port=70000"}, "--metrics_port"},
+      {{"--load_timeout_s=-1"}, "--load_timeout_s"},
+      {{"--max_stop_strings=-1"}, "--max_stop_strings"},
+      {{"--max_chat_messages=0"}, "--max_chat_messages"},
+      {{"--max_request_id_length=0"}, "--max_request_id_length"},
   };
   for (const auto& [flags, name] : cases) {
     std::vector<std::string> args = {STEPSERVE_BIN, "--host=127.0.0.1", "--port=0", "--metrics_port=-1",

@@ -428,5 +428,41 @@ TEST(OutputStageTest, TokenIdRequestsWithoutStopsCarryNoText) {
   EXPECT_TRUE(absl::StrContains(no_tokenizer.status().message(), "--tokenizer"));
 }
 
+TEST(TextLimitsTest, StopStringsMessagesAndToolsPastTheirCapsNameTheField) {
+  auto text = TinyText();
+  TextLimits limits;
+  limits.max_stop_strings = 2;
+  limits.max_stop_string_bytes = 8;
+  limits.max_chat_messages = 2;
+  limits.max_tools = 1;
+  text->set_limits(limits);
+  PreparedPrompt prompt;
+  EXPECT_TRUE(MakeOutputStageOptions(*text, prompt, {"a", "b"}, false, true, "stop").ok());
+  auto many = MakeOutputStageOptions(*text, prompt, {"a", "b", "c"}, false, true, "stop");
+  EXPECT_EQ(many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(many.status().message(), "stop: 3 stop strings")) << many.status();
+  EXPECT_TRUE(absl::StrContains(many.status().message(), "--max_stop_strings=2")) << many.status();
+  auto long_one = MakeOutputStageOptions(*text, prompt, {"a", "123456789"}, false, true, "stop");
+  EXPECT_EQ(long_one.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(long_one.status().message(), "stop[1]: 9 bytes")) << long_one.status();
+
+  const ordered_json turn = {{"role", "user"}, {"content", "hi"}};
+  EXPECT_TRUE(text->Prepare(Chat({turn, turn}), PrepareOptions()).ok());
+  PrepareOptions grpc;
+  grpc.chat_field_prefix = "chat.";
+  auto messages = text->Prepare(Chat({turn, turn, turn}), grpc);
+  EXPECT_EQ(messages.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(messages.status().message(), "chat.messages: 3 messages")) << messages.status();
+  const ordered_json tool = {{"type", "function"}, {"function", {{"name", "f"}}}};
+  const ordered_json tool2 = {{"type", "function"}, {"function", {{"name", "g"}}}};
+  TextInput with_tools = Chat({turn});
+  with_tools.tools = ordered_json::array({tool});
+  EXPECT_TRUE(text->Prepare(with_tools, PrepareOptions()).ok());
+  with_tools.tools = ordered_json::array({tool, tool2});
+  auto tools = text->Prepare(with_tools, PrepareOptions());
+  EXPECT_EQ(tools.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(tools.status().message(), "tools: 2 tools")) << tools.status();
+}
+
 }  // namespace
 }  // namespace stepserve::server
