@@ -163,6 +163,36 @@ TEST(StepserveHardeningTest, SighupIsLoggedAndReloadsTheApiKeys) {
   EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 0) << child.output();
 }
 
+// Step3p5 configs with one attention kind only (every layer full: the parser's default without
+// layer_types; every layer sliding): the golden greedy continuations through the real server, with prefix
+// caching on (each prompt twice, the second served from the cache), on one rank and at tensor parallel 2.
+TEST(StepserveHardeningTest, OneAttentionKindGivesTheGoldenGreedyContinuationsThroughTheServer) {
+  for (const std::string kind : {"tiny-full", "tiny-sliding"}) {
+    const std::string dir = std::string(STEPSERVE_TEST_DATA_DIR) + "/" + kind;
+    const std::vector<GreedyCase> cases = GreedyCasesIn(dir);
+    ASSERT_FALSE(cases.empty()) << dir;
+    for (const std::string tp : {"1", "2"}) {
+      std::vector<std::string> args = {STEPSERVE_BIN,       "--host=127.0.0.1",      "--port=0",
+                                       "--metrics_port=-1", "--http_port=0",         "--device=cpu",
+                                       "--model=" + dir,    "--kv_cache_bytes=16777216",
+                                       "--enable_prefix_caching=true", "--tensor_parallel_size=" + tp};
+      Child child(args);
+      auto channel = WaitServing(child);
+      ASSERT_NE(channel, nullptr) << kind << " tp " << tp << "\n" << child.output();
+      auto stub = v1::StepServe::NewStub(channel);
+      for (int round = 0; round < 2; ++round) {
+        for (size_t i = 0; i < cases.size(); ++i) {
+          GenerateResult r = RunGenerate(stub.get(), GreedyRequest(cases[i].prompt, cases[i].greedy.size()));
+          ASSERT_TRUE(r.status.ok()) << kind << " tp " << tp << ": " << r.status.error_message();
+          EXPECT_EQ(r.tokens, cases[i].greedy) << kind << " tp " << tp << " case " << i << " round " << round;
+        }
+      }
+      child.Signal(SIGTERM);
+      EXPECT_EQ(child.WaitExit(absl::Seconds(60)), 0) << child.output();
+    }
+  }
+}
+
 TEST(StepserveHardeningTest, BadNumbersInFlagsExit2NamingTheFlag) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--dist_timeout_s=-1"}, "--dist_timeout_s"},
