@@ -208,8 +208,25 @@ absl::StatusOr<OutputStageOptions> MakeOutputStageOptions(const TextPipeline& te
   return options;
 }
 
+std::vector<int32_t> OutputStage::EosTokenIds() const {
+  if (tokenizer_ == nullptr || !options_.detokenize) return {};
+  return tokenizer_->special_tokens().eos_ids;
+}
+
 absl::Status StartTextGeneration(Executor* executor, GenerationRequest request, std::shared_ptr<OutputStage> stage,
                                  std::function<void(TextOutput&&)> sink) {
+  // A checkpoint whose chat turns end with a token its config.json does not list as EOS (generation_config's
+  // eos_token_id, e.g. <|im_end|>) still ends there; ignore_eos turns both off.
+  if (!request.stopping.ignore_eos) {
+    const std::vector<int>& model_eos = executor->config().eos_token_ids;
+    auto& stops = request.stopping.stop_token_ids;
+    for (int32_t eos : stage->EosTokenIds()) {
+      if (std::find(model_eos.begin(), model_eos.end(), eos) == model_eos.end() &&
+          std::find(stops.begin(), stops.end(), eos) == stops.end()) {
+        stops.push_back(eos);
+      }
+    }
+  }
   std::string id = request.id;
   return executor->Submit(std::move(request), [executor, id = std::move(id), stage = std::move(stage),
                                                sink = std::move(sink)](const GenerationOutput& out) {

@@ -57,6 +57,9 @@ class OutputStage {
  public:
   // `tokenizer` may be null only when options.detokenize is false.
   OutputStage(std::shared_ptr<const text::Tokenizer> tokenizer, OutputStageOptions options);
+  // The tokenizer's end-of-sequence ids (tokenizer_config.json's eos_token and generation_config.json's
+  // eos_token_id): a text request stops at them too, as Hugging Face's generate does (empty without one).
+  std::vector<int32_t> EosTokenIds() const;
 
   // One engine output. Empty when it is to be dropped (the engine's outputs after a stop string matched, up
   // to its last one). *stop_matched is set when this output completed a stop string: the caller cancels the

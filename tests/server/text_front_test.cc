@@ -1,7 +1,10 @@
 // The server's text front without a server: TextPipeline (loading, request preparation and its errors) and
 // OutputStage (detokenizer -> stop strings -> chat parsers) on hand-made engine outputs, with the tiny
 // preset's builtin tokenizer and Step chat template.
+#include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -16,6 +19,7 @@
 #include "server/text_pipeline.h"
 #include "text/jinja/chat_template.h"
 #include "text/tokenizer/builtin_tokenizer.h"
+#include "tests/server/server_test_util.h"
 
 namespace stepserve::server {
 namespace {
@@ -426,6 +430,60 @@ TEST(OutputStageTest, TokenIdRequestsWithoutStopsCarryNoText) {
   auto no_tokenizer = MakeOutputStageOptions(none, prompt, {"x"}, false, true, "stop");
   EXPECT_EQ(no_tokenizer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(absl::StrContains(no_tokenizer.status().message(), "--tokenizer"));
+}
+
+// A tokenizer whose EOS (generation_config.json's eos_token_id) is not the model's: text requests stop at
+// it too. The tiny model's first greedy token of golden case 0 is made that EOS, so the request must end
+// after one token with a stop-token finish; with ignore_eos it runs on.
+TEST(OutputStageTest, TheTokenizersEosEndsTextRequestsThoughTheModelConfigLacksIt) {
+  testing::TestServer server;
+  const testing::GreedyCase& golden = testing::Greedy()[0];
+  const int32_t first = golden.greedy[0];
+  ASSERT_EQ(std::count(server.executor().config().eos_token_ids.begin(),
+                       server.executor().config().eos_token_ids.end(), first), 0);
+  nlohmann::json generation_config = {{"eos_token_id", nlohmann::json::array({2, first})}};
+  auto tok = text::Tokenizer::FromJson(text::BuiltinTokenizerJson(300), text::BuiltinTokenizerConfigJson(),
+                                       generation_config);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  TextPipeline text(*tok, nullptr, "tiny");
+  PreparedPrompt prompt;
+  prompt.ids = golden.prompt;
+  prompt.is_text = true;
+  for (const bool ignore_eos : {false, true}) {
+    auto options = MakeOutputStageOptions(text, prompt, {}, false, true, "stop");
+    ASSERT_TRUE(options.ok()) << options.status();
+    auto stage = std::make_shared<OutputStage>(*tok, *options);
+    const std::vector<int32_t> eos = stage->EosTokenIds();
+    EXPECT_EQ(std::count(eos.begin(), eos.end(), first), 1);
+    GenerationRequest request;
+    request.id = ignore_eos ? "eos-ignored" : "eos";
+    request.prompt = golden.prompt;
+    request.stopping.max_new_tokens = 5;
+    request.stopping.ignore_eos = ignore_eos;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int32_t> tokens;
+    FinishReason reason = FinishReason::kNone;
+    bool done = false;
+    ASSERT_TRUE(StartTextGeneration(&server.executor(), request, stage, [&](TextOutput&& o) {
+                  std::lock_guard<std::mutex> lock(mu);
+                  tokens.insert(tokens.end(), o.out.token_ids.begin(), o.out.token_ids.end());
+                  if (o.out.finished) {
+                    reason = o.out.finish_reason;
+                    done = true;
+                    cv.notify_all();
+                  }
+                }).ok());
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
+    if (ignore_eos) {
+      EXPECT_EQ(tokens.size(), 5u);
+      EXPECT_EQ(reason, FinishReason::kLength);
+    } else {
+      EXPECT_EQ(tokens, std::vector<int32_t>{first});
+      EXPECT_EQ(reason, FinishReason::kStopToken);
+    }
+  }
 }
 
 TEST(TextLimitsTest, StopStringsMessagesAndToolsPastTheirCapsNameTheField) {
