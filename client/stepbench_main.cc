@@ -16,7 +16,9 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -124,6 +126,41 @@ bool ScrapeSettled(const std::string& url, double timeout_s, double min_success,
 
 int Report(const Options& o, const LoadResult& run, bool prefix_workload, const ServerCounters& before);
 
+// Every workload's phases: the warm-up requests when there are any (closed loop, at least one in flight),
+// the server's counters before the measured run (--metrics_url), then the measured run itself (open loop at
+// --request_rate or closed loop at --concurrency). `run(is_warmup, config)` sends one phase's requests.
+// False (after saying why) when the counters cannot be read.
+bool RunWarmupAndMeasured(const Options& o, bool tty, LoadConfig config, bool has_warmup,
+                          const std::function<LoadResult(bool is_warmup, const LoadConfig&)>& run,
+                          ServerCounters* before, LoadResult* measured) {
+  if (has_warmup) {
+    LoadConfig wc = config;
+    wc.concurrency = std::max<int64_t>(1, o.concurrency);
+    std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
+    if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+    LoadResult w = run(/*is_warmup=*/true, wc);
+    if (bar) bar->Finish();
+    int64_t failed = 0;
+    for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
+    std::cout << "warmup: " << w.requests.size() - failed << " of " << w.requests.size() << " requests completed\n";
+  }
+  std::string err;
+  if (!o.metrics_url.empty() && !ScrapeCounters(o.metrics_url, o.timeout_s, before, &err)) {
+    std::cerr << "stepbench: metrics: " << err << "\n";
+    return false;
+  }
+  if (o.request_rate > 0) {
+    config.arrivals_s = ArrivalTimes(o.num_requests, o.request_rate, o.burstiness,
+                                     static_cast<uint64_t>(o.seed) ^ 0x9e3779b97f4a7c15ULL);
+  }
+  config.concurrency = o.concurrency;
+  std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
+  if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
+  *measured = run(/*is_warmup=*/false, config);
+  if (bar) bar->Finish();
+  return true;
+}
+
 // --prompts_file: text prompts to the gRPC front or the OpenAI-compatible HTTP front, one report.
 int RunTextBench(const Options& o, LenRange output_len) {
   const auto usage_error = [&](const std::string& msg) {
@@ -199,31 +236,14 @@ int RunTextBench(const Options& o, LenRange output_len) {
   LoadConfig config;
   config.request_timeout_s = o.request_timeout_s;
   config.cache_salt = o.cache_salt;
-  if (!warmup.empty()) {
-    LoadConfig wc = config;
-    wc.concurrency = std::max<int64_t>(1, o.concurrency);
-    std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
-    if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-    LoadResult w = RunTextLoad(*backend, warmup, wc);
-    if (bar) bar->Finish();
-    int64_t failed = 0;
-    for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
-    std::cout << "warmup: " << w.requests.size() - failed << " of " << w.requests.size() << " requests completed\n";
-  }
   ServerCounters before;
-  if (!o.metrics_url.empty() && !ScrapeCounters(o.metrics_url, o.timeout_s, &before, &err)) {
-    std::cerr << "stepbench: metrics: " << err << "\n";
+  LoadResult run;
+  if (!RunWarmupAndMeasured(
+          o, tty, config, !warmup.empty(),
+          [&](bool is_warmup, const LoadConfig& c) { return RunTextLoad(*backend, is_warmup ? warmup : measured, c); },
+          &before, &run)) {
     return kExitFailed;
   }
-  if (o.request_rate > 0) {
-    config.arrivals_s = ArrivalTimes(o.num_requests, o.request_rate, o.burstiness,
-                                     static_cast<uint64_t>(o.seed) ^ 0x9e3779b97f4a7c15ULL);
-  }
-  config.concurrency = o.concurrency;
-  std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
-  if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-  LoadResult run = RunTextLoad(*backend, measured, config);
-  if (bar) bar->Finish();
   return Report(o, run, /*prefix_workload=*/!o.cache_salt.empty(), before);
 }
 
@@ -396,33 +416,14 @@ int Main(int argc, char** argv) {
   LoadConfig config;
   config.request_timeout_s = o.request_timeout_s;
   config.cache_salt = o.cache_salt;
-  if (!warmup.empty()) {
-    LoadConfig wc = config;
-    wc.concurrency = std::max<int64_t>(1, o.concurrency);
-    std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("warmup ") : nullptr;
-    if (bar) wc.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-    LoadResult w = RunConversations(channel, warmup, wc);
-    if (bar) bar->Finish();
-    int64_t failed = 0;
-    for (const auto& r : w.requests) failed += r.ok ? 0 : 1;
-    std::cout << "warmup: " << w.requests.size() - failed << " of " << w.requests.size() << " requests completed\n";
-  }
-
   ServerCounters before;
-  if (!o.metrics_url.empty() && !ScrapeCounters(o.metrics_url, o.timeout_s, &before, &err)) {
-    std::cerr << "stepbench: metrics: " << err << "\n";
+  LoadResult run;
+  if (!RunWarmupAndMeasured(
+          o, tty, config, !warmup.empty(),
+          [&](bool is_warmup, const LoadConfig& c) { return RunConversations(channel, is_warmup ? warmup : measured, c); },
+          &before, &run)) {
     return kExitFailed;
   }
-
-  if (o.request_rate > 0) {
-    config.arrivals_s = ArrivalTimes(o.num_requests, o.request_rate, o.burstiness,
-                                     static_cast<uint64_t>(o.seed) ^ 0x9e3779b97f4a7c15ULL);
-  }
-  config.concurrency = o.concurrency;
-  std::unique_ptr<ProgressBar> bar = tty ? std::make_unique<ProgressBar>("benchmark") : nullptr;
-  if (bar) config.progress = [&](int64_t d, int64_t t) { bar->Update(d, t); };
-  LoadResult run = RunConversations(channel, measured, config);
-  if (bar) bar->Finish();
 
   return Report(o, run, prefix_workload, before);
 }
